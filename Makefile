@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Both work from a clean clone:
+# they create the venv, start what they need on free ports on 127.0.0.1 and stop it afterwards.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv demo test test-unit lint fmt clean
+
+venv:
+	@bash scripts/bootstrap.sh
+
+demo: venv
+	$(BIN)/bga-mner demo
+
+# Integration tests start the real broker, Redis and Triton from session-scoped pytest fixtures
+# and always stop them. pytest's exit code 5 (no test collected) is a failure here.
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy bga_mner worker training tests
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache
