@@ -11,7 +11,7 @@ venv:
 	@bash scripts/bootstrap.sh
 
 demo: venv
-	$(BIN)/bga-mner demo
+	$(BIN)/bga-mner demo $(DEMO_ARGS)
 
 # Integration tests start the real broker, Redis and Triton from session-scoped pytest fixtures
 # and always stop them. pytest's exit code 5 (no test collected) is a failure here.
@@ -24,7 +24,7 @@ test-unit: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bga_mner worker training tests
+	$(BIN)/mypy bga_mner worker training model_repo tests benchmarks scripts
 
 fmt: venv
 	$(BIN)/ruff format .

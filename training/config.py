@@ -1,0 +1,121 @@
+"""The typed training configuration: YAML files plus `--set dotted.key=value` overrides.
+
+One pydantic model holds every knob of a run (data, model, optimisation, runtime) so that a
+checkpoint can store the exact configuration it was trained with and a sweep can vary any field
+by name. Unknown keys are errors: a misspelt override must not silently train the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from bga_mner.paths import data_dir as default_data_dir
+from training.data.conll import DatasetName, SplitName
+from training.model.config import ModelConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(_Strict):
+    """One split of one data set, e.g. WNUT-16 train as extra training data."""
+
+    dataset: DatasetName
+    split: SplitName
+
+
+class DataConfig(_Strict):
+    dataset: DatasetName = "twitter2015"
+    data_dir: Path | None = None  # None: bga_mner.paths.data_dir() (BGA_DATA_DIR or ../shared/data)
+    image_dir: Path | None = None  # <image_dir>/<IMGID>.jpg; None: no images (all masked out)
+    # Extra text-only sentences mixed into every training epoch (joint training).
+    extra_train: list[DataSource] = Field(default_factory=list)
+    # Sentences trained on for `pretrain_epochs` before the main data (sequential pre-training).
+    pretrain: list[DataSource] = Field(default_factory=list)
+    pretrain_epochs: int = 0
+    max_length: int = 128
+    stride: int = 32
+    limit_train: int | None = None  # first N training sentences only (smoke tests, timing)
+    limit_eval: int | None = None
+
+    def resolved_data_dir(self) -> Path:
+        path = self.data_dir or default_data_dir()
+        if path is None:
+            raise FileNotFoundError("no data directory: set BGA_DATA_DIR or data.data_dir")
+        return path
+
+
+class OptimConfig(_Strict):
+    epochs: int = 20
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr_encoder: float = 5e-5  # the pretrained text (and image) encoder
+    lr_heads: float = 1e-3  # everything trained from scratch except the CRF
+    lr_crf: float = 5e-2  # CRF transitions need a much larger step to move off zero in few epochs
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    patience: int = 5  # epochs without a better dev F1 before stopping
+    min_epochs: int = 1
+    # Wall-clock budget: no new epoch starts after this many minutes (the best-so-far is still
+    # scored). Lets a run on a shared or lent machine end on time instead of being killed.
+    max_minutes: float | None = None
+
+
+class RuntimeConfig(_Strict):
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a grad scaler)
+    num_threads: int = 2
+    progress: bool = True
+    eval_use_image: bool = False  # select on the text-only path (what serving runs) by default
+
+
+class TrainConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"--set {dotted}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value), the value parsed as YAML (numbers, booleans, lists, null)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} is not key=value")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (or start from defaults) and apply `key=value` overrides in order."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        tree = loaded or {}
+    for override in overrides:
+        key, value = parse_override(override)
+        _set_dotted(tree, key, value)
+    return TrainConfig.model_validate(tree)
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

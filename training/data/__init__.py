@@ -1,0 +1,1 @@
+"""Benchmark data for training: CoNLL readers, label vocabulary, image lookup, batching."""

@@ -1,0 +1,1 @@
+"""Kafka plumbing of the worker: client factories, offset bookkeeping, the dead-letter topic."""

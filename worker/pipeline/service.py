@@ -1,0 +1,136 @@
+"""Builds a running worker from ``WorkerSettings``: model repository, Triton, Redis, Kafka, probes.
+
+Kept apart from the loop so the loop can be driven with other taggers and sinks, and apart from
+the CLI so tests can start a worker in-process. Every dependency is checked here, before the
+first poll: a worker that joins the group must be able to tag and write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from worker.kafka.consumer import create_consumer, create_producer
+from worker.kafka.dead_letter import DeadLetterQueue
+from worker.observability.http import Health, HealthServer, serve
+from worker.observability.metrics import WorkerMetrics
+from worker.pipeline.runner import StreamRunner
+from worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from worker.sinks.redis_sink import RedisSink
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message says which dependency and why."""
+
+
+@dataclass
+class WorkerService:
+    runner: StreamRunner
+    sink: RedisSink
+    metrics: WorkerMetrics
+    health: Health
+    http: HealthServer | None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception as exc:  # closing one thing must not keep the others open
+                log.warning("error while closing: %r", exc)
+
+
+def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerService:
+    """Open the model repository, check Triton and Redis, create the Kafka clients, start the probes."""
+    from bga_mner.model_repository import open_repository
+    from worker.images import ImageFetcher, ImageLimits, ImageLoader, UrlFetchPolicy
+    from worker.inference.circuit import CircuitState
+    from worker.inference.triton import TritonBackend, TritonOptions, TritonStartupError
+    from worker.sinks.redis_sink import RedisSink, SinkOptions, redis_client
+    from worker.tagging import Tagger
+
+    metrics = WorkerMetrics()
+    health = Health(heartbeat_timeout_s=max(60.0, settings.shutdown_grace_s * 2))
+    closers: list[Callable[[], None]] = []
+    http = serve(settings.metrics_port, metrics, health) if serve_http else None
+    if http is not None:
+        closers.append(http.close)
+        log.info("serving /metrics, /healthz, /readyz", extra={"fields": {"port": http.port}})
+    try:
+        version = int(settings.triton.model_version) if settings.triton.model_version else None
+        try:
+            repository = open_repository(settings.model_repository, settings.triton.model_name, version)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"model repository {settings.model_repository}: {exc}") from exc
+
+        backend = TritonBackend(
+            TritonOptions.from_settings(settings.triton),
+            repository.manifest,
+            metrics=metrics,
+        )
+        closers.append(backend.close)
+        try:
+            backend.check_model()
+        except TritonStartupError as exc:
+            raise StartupError(str(exc)) from exc
+        health.add_probe("model", backend.is_ready)
+        health.add_probe("circuit", lambda: backend.circuit.state is not CircuitState.OPEN)
+
+        images = settings.images
+        fetcher = (
+            ImageFetcher(
+                UrlFetchPolicy(
+                    enabled=True,
+                    allowed_hosts=frozenset(images.allowed_hosts),
+                    timeout_s=images.timeout_s,
+                    max_bytes=images.max_bytes,
+                )
+            )
+            if images.fetch_urls
+            else None
+        )
+        limits = ImageLimits(
+            max_bytes=settings.limits.max_image_bytes, max_pixels=settings.limits.max_image_pixels
+        )
+        tagger = Tagger(
+            repository,
+            backend,
+            max_batch_size=backend.batch_limit(settings.batching.max_batch_size),
+            image_loader=ImageLoader(limits, fetcher),
+        )
+
+        client = redis_client(settings.redis)
+        closers.append(client.close)
+        sink = RedisSink(client, SinkOptions.from_settings(settings.redis), metrics)
+        if not sink.ping():
+            raise StartupError("Redis does not answer PING (check BGA_REDIS__*)")
+        health.add_probe("redis", sink.ping)
+
+        dead_letters = DeadLetterQueue(
+            create_producer(settings.kafka, settings.limits),
+            settings.kafka.dlq_topic,
+            settings.kafka.dlq_send_timeout_s,
+        )
+        consumer = create_consumer(settings.kafka)
+    except StartupError:
+        _close_all(closers)
+        raise
+    except Exception as exc:
+        _close_all(closers)
+        raise StartupError(f"{type(exc).__name__}: {exc}") from exc
+    runner = StreamRunner(settings, consumer, dead_letters, tagger, sink, metrics, health)
+    return WorkerService(runner, sink, metrics, health, http, closers)
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for closer in reversed(closers):
+        try:
+            closer()
+        except Exception as exc:
+            log.warning("error while closing: %r", exc)
