@@ -21,10 +21,12 @@ test: venv
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
+# ruff, mypy --strict, and the layering contracts of pyproject.toml ([tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bga_mner worker training model_repo tests benchmarks scripts
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format .

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bga_mner.decoding import CRFParams, gather_word_emissions, viterbi  # noqa: E402
+from bga_mner.inference.onnx_local import OnnxBackend  # noqa: E402
 from bga_mner.paths import data_dir  # noqa: E402
 from bga_mner.preprocessing import EncodedWindow, SubwordEncoder, pad_batch  # noqa: E402
-from worker.inference.onnx_local import OnnxBackend  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
 EmissionsFn = Callable[[Mapping[str, npt.NDArray[Any]]], npt.NDArray[Any]]

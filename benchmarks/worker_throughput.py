@@ -32,11 +32,11 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bga_mner.inference.onnx_local import OnnxBackend  # noqa: E402
 from bga_mner.model_repository import open_repository  # noqa: E402
 from bga_mner.paths import data_dir  # noqa: E402
-from worker.inference.onnx_local import OnnxBackend  # noqa: E402
-from worker.schema import Post  # noqa: E402
-from worker.tagging import Padding, Tagger  # noqa: E402
+from bga_mner.posts import Post  # noqa: E402
+from bga_mner.tagging import Padding, Tagger  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "worker_throughput.json"
 

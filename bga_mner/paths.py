@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The checkout when the package runs from one (in site-packages, the directory above it: harmless).
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path | None:
@@ -18,7 +19,7 @@ def data_dir() -> Path | None:
     if configured:
         path = Path(configured).expanduser()
         return path if path.is_dir() else None
-    for candidate in (REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+    for candidate in (_SOURCE_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
         if candidate.is_dir():
             return candidate
     return None

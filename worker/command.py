@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level, secrets=secret_values(settings))
     log.info("starting worker", extra={"fields": {"settings": settings.model_dump(mode="json")}})
-    from worker.pipeline.service import StartupError, start_worker
+    from worker.errors import StartupError
+    from worker.pipeline.service import start_worker
 
     try:
         service = start_worker(settings)

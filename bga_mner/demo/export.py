@@ -36,9 +36,8 @@ def export_argv(checkpoint: Path, repository: Path) -> list[str]:
         "32",
         "--intra-op-threads",
         "2",
-        # Triton's python backend runs the model in this environment (numpy<2, onnxruntime).
-        "--python-env",
-        sys.prefix,
+        # No --python-env: export defaults to this environment (numpy<2, onnxruntime) for Triton's
+        # python backend, as it does for any user.
     ]
 
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bga_mner.paths import REPO_ROOT
+from bga_mner.errors import BgaMnerError
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "demo_data"
 SAMPLE_TRAIN = DEMO_DATA / "sample_train.txt"
 SAMPLE_POSTS = DEMO_DATA / "sample_posts.jsonl"
-CONFIG_DIR = REPO_ROOT / "configs" / "demo"
+CONFIG_DIR = DEMO_DATA / "configs"  # package data: the demo runs from an installed package too
 MODEL_NAME = "bga_mner"
 MODEL_VERSION = 1
 TOPIC = "demo.posts"
@@ -22,7 +22,7 @@ KEY_PREFIX = "bga"
 STAMP_FILE = "demo-stamp.json"
 
 
-class DemoError(Exception):
+class DemoError(BgaMnerError):
     """A step failed; the message says which and where its log is."""
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bga_mner.demo.layout import DLQ_TOPIC, KEY_PREFIX
+from bga_mner.results import ResultsReader
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,14 +31,12 @@ def trending(redis_url: str, count: int = 10) -> list[tuple[str, str, int]]:
     """Entity counts over every bucket the stream touched (the demo's posts span a few minutes at most)."""
     import redis
 
-    from worker.sinks.redis_sink import RedisSink, SinkOptions
-
     client = redis.Redis.from_url(redis_url)
     try:
-        sink = RedisSink(client, SinkOptions(key_prefix=KEY_PREFIX))
+        reader = ResultsReader(client, KEY_PREFIX)
         totals: Counter[tuple[str, str]] = Counter()
-        for bucket in sink.buckets():
-            for entity_type, text, posts in sink.top_trending(bucket, count=1000):
+        for bucket in reader.buckets():
+            for entity_type, text, posts in reader.top_trending(bucket, count=1000):
                 totals[(entity_type, text)] += posts
         return [(t, text, n) for (t, text), n in totals.most_common(count)]
     finally:
@@ -47,12 +46,10 @@ def trending(redis_url: str, count: int = 10) -> list[tuple[str, str, int]]:
 def read_records(redis_url: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     import redis
 
-    from worker.sinks.redis_sink import RedisSink, SinkOptions
-
     client = redis.Redis.from_url(redis_url)
     try:
-        sink = RedisSink(client, SinkOptions(key_prefix=KEY_PREFIX))
-        return {post_id: record for post_id in ids if (record := sink.read_record(post_id)) is not None}
+        reader = ResultsReader(client, KEY_PREFIX)
+        return {post_id: record for post_id in ids if (record := reader.record(post_id)) is not None}
     finally:
         client.close()
 

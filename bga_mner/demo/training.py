@@ -118,9 +118,9 @@ def checkpoint_is_current(checkpoint: Path, fingerprint: str) -> bool:
 def train_or_reuse(console: Console, paths: DemoPaths, plan: TrainingPlan, retrain: bool) -> dict[str, Any]:
     fingerprint = plan.fingerprint()
     described = (
-        "Twitter-2017 (short run; configs/demo/twitter2017.yaml)"
+        f"Twitter-2017 (short run; {plan.config})"
         if plan.source == "twitter2017"
-        else f"the shipped sample {SAMPLE_TRAIN.name} (configs/demo/sample.yaml)"
+        else f"the shipped sample {SAMPLE_TRAIN.name} ({plan.config})"
     )
     if not retrain and checkpoint_is_current(paths.checkpoint, fingerprint):
         console.print(f"reusing {paths.checkpoint}: trained on {described} with the same config and data")

@@ -15,7 +15,7 @@ from bga_mner.model_repository.manifest import (
     standard_outputs,
 )
 from bga_mner.model_repository.repository import (
-    CONFIG_FILE,
+    TRITON_CONFIG_FILE,
     LoadedRepository,
     RepositoryError,
     RepositoryMismatch,
@@ -26,9 +26,9 @@ from bga_mner.model_repository.repository import (
 from bga_mner.model_repository.triton_config import (
     DynamicBatching,
     InstanceGroup,
-    ModelConfig,
     ModelWarmup,
     TensorConfig,
+    TritonModelConfig,
     VersionPolicy,
     WarmupInput,
     config_for_manifest,
@@ -36,8 +36,8 @@ from bga_mner.model_repository.triton_config import (
 )
 
 __all__ = [
-    "CONFIG_FILE",
     "MANIFEST_FILE",
+    "TRITON_CONFIG_FILE",
     "CRFSpec",
     "DynamicBatching",
     "ImageSpec",
@@ -46,13 +46,13 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ModelCard",
-    "ModelConfig",
     "ModelWarmup",
     "PreprocessingSpec",
     "RepositoryError",
     "RepositoryMismatch",
     "TensorConfig",
     "TensorSpec",
+    "TritonModelConfig",
     "VersionPolicy",
     "WarmupInput",
     "check_against_triton_metadata",

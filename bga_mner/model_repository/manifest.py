@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bga_mner.decoding.crf import CRFParams
+from bga_mner.errors import ConfigurationError
 from bga_mner.preprocessing.words import PRETOKENIZER_ID
 
 __all__ = [
@@ -41,7 +42,7 @@ TritonDtype = Literal[
 ]
 
 
-class ManifestError(ValueError):
+class ManifestError(ConfigurationError):
     """A manifest that cannot be read or does not make sense; the message names the field."""
 
 
@@ -101,13 +102,16 @@ class ImageSpec(_Strict):
 
 
 class ModelCard(_Strict):
-    """Provenance and quality of the exported model, shown by the worker and the dashboards."""
+    """Provenance and quality of the exported model, shown by the worker and the dashboards.
+
+    F1 is in percent (0-100), the project's one unit for F1, as training and the papers report it.
+    """
 
     backbone: str
     image_encoder: str | None = None
     training_data_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    dev_f1: float | None = Field(default=None, ge=0.0, le=1.0)
-    test_f1: float | None = Field(default=None, ge=0.0, le=1.0)
+    dev_f1: float | None = Field(default=None, ge=0.0, le=100.0, description="percent")
+    test_f1: float | None = Field(default=None, ge=0.0, le=100.0, description="percent")
     exported_at: datetime
     export_seconds: float = Field(ge=0.0)
     git_commit: str | None = None
@@ -117,10 +121,16 @@ class ModelCard(_Strict):
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
 
 
-class Manifest(_Strict):
-    """``manifest.json`` of one model version (``schema_version`` 1, see docs/contract.md)."""
+SCHEMA_VERSION: Literal[2] = 2
 
-    schema_version: Literal[1] = 1
+
+class Manifest(_Strict):
+    """``manifest.json`` of one model version (``schema_version`` 2, see docs/contract.md).
+
+    Version 1 stored the card's F1 as a fraction; it is read and converted to percent.
+    """
+
+    schema_version: Literal[2] = SCHEMA_VERSION
     model_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model_version: int = Field(ge=1)
     target: Literal["tensorrt", "onnxruntime", "python"]
@@ -134,6 +144,18 @@ class Manifest(_Strict):
     image_aware: bool = False
     image: ImageSpec | None = None
     card: ModelCard
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Schema 1 -> 2: the card's F1 from a fraction to percent; nothing else changed."""
+        if not isinstance(data, dict) or data.get("schema_version") != 1:
+            return data
+        card = dict(data.get("card") or {})
+        for key in ("dev_f1", "test_f1"):
+            if isinstance(card.get(key), int | float):
+                card[key] = card[key] * 100.0
+        return {**data, "schema_version": SCHEMA_VERSION, "card": card}
 
     @field_validator("labels")
     @classmethod
@@ -192,7 +214,7 @@ class Manifest(_Strict):
         """Read and validate ``directory/manifest.json``; errors name the file and the field."""
         path = Path(directory) / MANIFEST_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no {MANIFEST_FILE} in {directory}")
+            raise ManifestError(f"no {MANIFEST_FILE} in {directory}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bga_mner.decoding.crf import CRFParams
+from bga_mner.errors import ConfigurationError
 from bga_mner.model_repository.manifest import Manifest, TensorSpec
-from bga_mner.model_repository.triton_config import ModelConfig, model_file_for_target
+from bga_mner.model_repository.triton_config import TritonModelConfig, model_file_for_target
 from bga_mner.preprocessing.encoder import SubwordEncoder
 from bga_mner.preprocessing.words import PRETOKENIZER_ID
 
 __all__ = [
-    "CONFIG_FILE",
+    "TRITON_CONFIG_FILE",
     "LoadedRepository",
     "RepositoryError",
     "RepositoryMismatch",
@@ -30,10 +31,10 @@ __all__ = [
     "write_repository_assets",
 ]
 
-CONFIG_FILE = "config.pbtxt"
+TRITON_CONFIG_FILE = "config.pbtxt"
 
 
-class RepositoryError(ValueError):
+class RepositoryError(ConfigurationError):
     """The repository is missing something or is inconsistent with itself."""
 
 
@@ -192,7 +193,7 @@ def check_against_triton_metadata(manifest: Manifest, metadata: Mapping[str, Any
 
 
 def write_repository_assets(
-    version_dir: Path, manifest: Manifest, tokenizer_json_path: Path, config: ModelConfig | None = None
+    version_dir: Path, manifest: Manifest, tokenizer_json_path: Path, config: TritonModelConfig | None = None
 ) -> None:
     """Write ``manifest.json`` and the tokenizer into a version directory (export calls this).
 
@@ -221,4 +222,4 @@ def write_repository_assets(
     shutil.copyfile(source, version_dir / manifest.preprocessing.tokenizer_file)
     manifest.write(version_dir)
     if config is not None:
-        (version_dir.parent / CONFIG_FILE).write_text(config.render(), encoding="utf-8")
+        (version_dir.parent / TRITON_CONFIG_FILE).write_text(config.render(), encoding="utf-8")

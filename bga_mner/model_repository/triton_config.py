@@ -19,9 +19,9 @@ __all__ = [
     "DataType",
     "DynamicBatching",
     "InstanceGroup",
-    "ModelConfig",
     "ModelWarmup",
     "TensorConfig",
+    "TritonModelConfig",
     "VersionPolicy",
     "WarmupInput",
     "config_for_manifest",
@@ -98,8 +98,8 @@ class ModelWarmup:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The subset of Triton's ``ModelConfig`` this project uses; give ``platform`` or ``backend``."""
+class TritonModelConfig:
+    """The subset of Triton's ``ModelConfig`` protobuf this project uses; give ``platform`` or ``backend``."""
 
     name: str
     max_batch_size: int
@@ -250,7 +250,7 @@ def config_for_manifest(
     max_queue_delay_microseconds: int = 2000,
     parameters: Mapping[str, str] | None = None,
     warmup_length: int | None = 32,
-) -> ModelConfig:
+) -> TritonModelConfig:
     """The Triton config of an exported BGA-MNER model, its tensors taken from the manifest.
 
     ``warmup_length`` adds a warm-up request of that many subwords at the largest preferred batch
@@ -274,7 +274,7 @@ def config_for_manifest(
             for tensor in inputs
         }
         warmups.append(ModelWarmup(f"{manifest.model_name}_warmup_{warmup_length}", batch, samples))
-    return ModelConfig(
+    return TritonModelConfig(
         name=manifest.model_name,
         platform=platform,
         backend=backend,

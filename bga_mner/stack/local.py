@@ -255,12 +255,14 @@ class LocalStack:
                 return record
             process.terminate(record.pid, record.start_ticks, self.stop_grace)
             child.poll()
-            new_log = log_path.read_bytes()[log_offset:].decode("utf-8", errors="replace").lower()
-            if "address already in use" in new_log and attempt < _PORT_RETRIES:
+            new_log = log_path.read_bytes()[log_offset:].decode("utf-8", errors="replace")
+            if "address already in use" in new_log.lower() and attempt < _PORT_RETRIES:
                 continue  # lost the race for a free port: try fresh ones
+            reason = service.failure_reason(new_log)
             raise StackError(
-                f"{service.name} did not start: {problem}\n--- last lines of {log_path} ---\n"
-                f"{process.log_tail(log_path)}"
+                f"{service.name} did not start ({problem})"
+                + (f": {reason}" if reason else "")
+                + f" (full log: {log_path})"
             )
         raise AssertionError("unreachable")
 

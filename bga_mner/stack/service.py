@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from bga_mner.errors import BgaMnerError
 from bga_mner.stack.ports import LOOPBACK
 
 
-class StackError(RuntimeError):
+class StackError(BgaMnerError):
     """A service could not be found, started or made ready; the message says what to do."""
 
 
@@ -43,6 +44,11 @@ class Service(abc.ABC):
     def environment(self) -> dict[str, str] | None:
         """The process environment; None inherits the caller's."""
         return None
+
+    def failure_reason(self, log_text: str) -> str | None:
+        """The one line of a failed start's log that says why, when the service's log format tells."""
+        lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+        return lines[-1] if lines else None
 
     def settings(self) -> dict[str, str]:
         """Options worth recording in the state file (compared when `up` finds it running)."""

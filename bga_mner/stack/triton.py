@@ -125,6 +125,18 @@ class TritonServer(Service):
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def failure_reason(self, log_text: str) -> str | None:
+        """Triton's own reason when a model failed to load, e.g. ``failed to load 'bga_mner' version 1:
+        Internal: ModuleNotFoundError: No module named 'numpy'`` (the server then exits). Triton logs
+        the reason as a quoted string with an escaped traceback after it: the first line is kept."""
+        failures = []
+        for line in log_text.splitlines():
+            if "failed to load '" in line and " version " in line:
+                reason = line[line.index("failed to load") :].split("\\n", 1)[0].strip().strip('"')
+                if reason not in failures:
+                    failures.append(reason)
+        return "; ".join(failures) if failures else super().failure_reason(log_text)
+
     def endpoints(self, ports: Mapping[str, int]) -> dict[str, str]:
         grpc = f"{self.host}:{ports['grpc']}"
         return {

@@ -16,15 +16,15 @@ import pytest
 
 from bga_mner.demo import export, layout, report, training, worker_run
 from bga_mner.demo import posts as demo_posts
+from bga_mner.posts import InvalidPost, LimitSettings, parse_post
 from training.data.conll import read_twitter_mner
 from worker.observability.metrics import WorkerMetrics
-from worker.schema import InvalidPost, PostLimits, parse_post
 
 CONLL = "IMGID:1\nHello\tO\nParis\tB-LOC\n\nIMGID:2\nAngela\tB-PER\nMerkel\tI-PER\nwaves\tO\n\n"
 
 
-def _limits() -> PostLimits:
-    return PostLimits(max_text_chars=10_000, max_image_bytes=5 * 1024 * 1024)
+def _limits() -> LimitSettings:
+    return LimitSettings()
 
 
 def test_sample_layout_holds_out_every_fifth_sentence(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,13 @@ def export(checkpoint: Path, out: Path, target: str, *extra: str) -> Path:
 
 @pytest.fixture(scope="session")
 def python_repository(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A python-target repository whose model.py runs in this (numpy<2) venv through EXECUTION_ENV_PATH."""
+    """A python-target repository whose model.py runs in this (numpy<2) venv through EXECUTION_ENV_PATH:
+    exported as a newcomer would, without --python-env (the default is the exporting environment)."""
     out = tmp_path_factory.mktemp("python_repository")
     return export(
         tiny_checkpoint,
         out,
         "python",
-        "--python-env",
-        sys.prefix,
         "--intra-op-threads",
         "1",
         "--max-batch-size",

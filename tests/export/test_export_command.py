@@ -62,11 +62,28 @@ def test_python_target_repository(python_repository: Path, tiny_checkpoint: Path
     assert manifest.labels[0] == "O" and len(manifest.labels) == 9
     assert (manifest.max_length, manifest.stride) == (24, 6)
     card = manifest.card
-    assert (card.dev_f1, card.test_f1) == (0.5, 0.25)  # the trainer's percent -> fractions
+    assert (card.dev_f1, card.test_f1) == (50.0, 25.0)  # percent, as the trainer writes it
     assert card.training_data_sha256 == "0" * 64
     assert card.export_seconds > 0
     assert card.extra["precision"] == "fp32"
     assert card.extra["parity"]["identical_posts"] == card.extra["parity"]["posts"]
+
+
+def test_python_target_refuses_an_environment_the_backend_cannot_use(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy
+
+    monkeypatch.setattr(numpy, "__version__", "2.1.0")
+    assert (
+        cli_main(
+            ["export", "--checkpoint", str(tiny_checkpoint), "--target", "python", "--out", str(tmp_path)]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "numpy 2.1.0 (the python backend needs numpy<2)" in err and "--python-env DIR" in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_onnxruntime_target_repository(onnxruntime_repository: Path) -> None:
@@ -230,9 +247,9 @@ def test_tensorrt_plan_builds_and_matches_onnx(tiny_checkpoint: Path, tmp_path: 
     import numpy as np
     import torch
 
+    from bga_mner.inference.onnx_local import OnnxBackend
     from training.export.onnx_export import example_inputs
     from training.export.targets import INPUT_NAMES
-    from worker.inference.onnx_local import OnnxBackend
 
     trt: Any = importlib.import_module("tensorrt")
     export(tiny_checkpoint, tmp_path, "tensorrt", "--max-batch-size", "8")

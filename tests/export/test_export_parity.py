@@ -22,13 +22,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from bga_mner.inference.onnx_local import OnnxBackend
 from bga_mner.model_repository import LoadedRepository, open_repository
 from bga_mner.preprocessing import split_words
 from bga_mner.stack.local import LocalStack
 from bga_mner.stack.models import load_model
 from training.export import parity
-from worker.inference.onnx_local import OnnxBackend
-from worker.inference.triton import TritonBackend, TritonOptions
+from worker.inference.triton import TritonBackend
+from worker.settings import TritonSettings
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
@@ -170,7 +171,7 @@ def served_model(python_repository: Path, local_stack: LocalStack) -> str:
 def _triton(local_stack: LocalStack, repository: Path, served: str) -> Iterator[TritonBackend]:
     """The worker's own Triton backend, after its start-up check of the served model against the manifest."""
     manifest = open_repository(repository).manifest.model_copy(update={"model_name": served})
-    backend = TritonBackend(TritonOptions(url=local_stack.triton_grpc, model_name=served), manifest)
+    backend = TritonBackend(TritonSettings(url=local_stack.triton_grpc, model_name=served), manifest)
     try:
         backend.check_model()
         yield backend

@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 import pytest
 
+from bga_mner.inference.onnx_local import OnnxBackend
 from bga_mner.paths import data_dir
 from training.export.onnx_export import export_onnx, onnx_signature
 from training.export.quantize import quantize_int8
-from worker.inference.onnx_local import OnnxBackend
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -102,7 +102,7 @@ def test_thousand_posts_match_the_embedded_tagger_and_offsets_reach_the_end(
         service.close()
     assert code == ExitCode.OK
 
-    records = {p["id"]: service.sink.read_record(p["id"]) for p in posts}
+    records = {p["id"]: service.sink.reader.record(p["id"]) for p in posts}
     missing = [post_id for post_id, record in records.items() if record is None]
     assert not missing, f"{len(missing)} posts have no record, e.g. {missing[:3]}"
     mismatched = [pid for pid, rec in records.items() if rec is not None and rec["entities"] != expected[pid]]
@@ -167,10 +167,10 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_of_the_batch_is_proce
         assert record.key == b"bad"
 
     for post in valid:
-        record = service.sink.read_record(post["id"])
+        record = service.sink.reader.record(post["id"])
         assert record is not None, post["id"]
         assert record["entities"] == expected[post["id"]]
-    assert service.sink.read_record("img") is None
+    assert service.sink.reader.record("img") is None
 
 
 def test_undecodable_image_is_dead_lettered_with_an_image_model(
@@ -206,4 +206,4 @@ def test_undecodable_image_is_dead_lettered_with_an_image_model(
     dead = read_topic(local_stack.kafka_bootstrap, settings.kafka.dlq_topic, expected=1)
     assert [dict(r.headers)[HEADER_REASON] for r in dead] == [b"undecodable_image"]
     assert [dict(r.headers)[HEADER_OFFSET] for r in dead] == [b"2"]
-    assert [service.sink.read_record(p["id"]) is not None for p in posts] == [True, True, False, True]
+    assert [service.sink.reader.record(p["id"]) is not None for p in posts] == [True, True, False, True]

@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 
 from bga_mner.decoding import Entity
+from bga_mner.inference import InferenceRejected, InferenceUnavailable
+from bga_mner.posts import Post
 from bga_mner.stack.local import LocalStack
+from bga_mner.tagging import PostError, TaggedPost, entity_to_dict
 from tests.integration.worker_support import (
     RunnerThread,
     build_runner,
@@ -35,13 +38,10 @@ from tests.integration.worker_support import (
     trending_counts,
     wait_until,
 )
-from worker.inference.backend import InferenceRejected, InferenceUnavailable
 from worker.kafka.dead_letter import HEADER_OFFSET, HEADER_REASON, HEADER_VALUE_DROPPED
 from worker.pipeline.runner import SHUTDOWN_OVERRUN_S, ExitCode
-from worker.schema import Post
 from worker.settings import WorkerSettings
 from worker.sinks.redis_sink import RedisSink, SinkRecord, SinkUnavailable
-from worker.tagging import PostError, TaggedPost, entity_to_dict
 
 pytestmark = pytest.mark.integration
 
@@ -108,11 +108,11 @@ def test_nothing_is_committed_while_triton_is_down(settings_for: Callable[..., W
         wait_until(lambda: tagger.failures >= 5, 30, "the batch to be retried while Triton is down")
         bootstrap, topic = settings.kafka.bootstrap_servers[0], settings.kafka.topics[0]
         assert committed_offsets(bootstrap, settings.kafka.group_id, topic) == {}
-        assert all(sink.read_record(p["id"]) is None for p in posts)
+        assert all(sink.reader.record(p["id"]) is None for p in posts)
 
         tagger.down.clear()
         wait_until(all_committed(settings), 30, "offsets to reach the end once Triton is back")
-        assert all(sink.read_record(p["id"]) is not None for p in posts)
+        assert all(sink.reader.record(p["id"]) is not None for p in posts)
     finally:
         assert worker.stop() == ExitCode.OK
 
@@ -140,7 +140,7 @@ def test_backpressure_bounds_the_work_taken_from_kafka(settings_for: Callable[..
         wait_until(all_committed(settings), 60, "offsets to reach the end")
     finally:
         assert worker.stop() == ExitCode.OK
-    assert all(sink.read_record(p["id"]) is not None for p in posts)
+    assert all(sink.reader.record(p["id"]) is not None for p in posts)
     # Without pausing, the consumer would run ahead by up to the whole topic (150); with one batch
     # in flight it stays within one poll (10) + the batch in flight (5) + a partial batch (5).
     assert max(gaps) <= 20, max(gaps)
@@ -178,7 +178,7 @@ def test_rebalances_lose_and_double_count_nothing(settings_for: Callable[..., Wo
         finally:
             codes = [worker.stop() for worker in workers]
     assert codes == [ExitCode.OK, ExitCode.OK]
-    records = {p["id"]: sink.read_record(p["id"]) for p in posts}
+    records = {p["id"]: sink.reader.record(p["id"]) for p in posts}
     assert all(records.values()), "lost posts"
     expected = expected_trending(
         (p["id"], [entity_to_dict(e) for e in rule_entities(p["text"])]) for p in posts
@@ -227,10 +227,15 @@ def test_nothing_is_committed_while_redis_is_down(settings_for: Callable[..., Wo
     settings = settings_for()
     posts = make_posts(30)
     produce_posts(settings.kafka.bootstrap_servers[0], settings.kafka.topics[0], posts)
-    runner, sink, metrics = build_runner(settings, RuleTagger())
-    flaky = FlakySink(sink)
-    flaky.down.set()
-    runner._sink = flaky  # the loop's sink, switched off and on
+    flakies: list[FlakySink] = []
+
+    def wrap(sink: RedisSink) -> FlakySink:
+        flakies.append(FlakySink(sink))
+        return flakies[-1]
+
+    runner, sink, metrics = build_runner(settings, RuleTagger(), wrap)
+    (flaky,) = flakies
+    flaky.down.set()  # the loop's sink, switched off and on
     worker = RunnerThread(runner)
     try:
         wait_until(lambda: flaky.failures >= 5, 30, "the batch to be retried while Redis is down")
@@ -240,7 +245,7 @@ def test_nothing_is_committed_while_redis_is_down(settings_for: Callable[..., Wo
         wait_until(all_committed(settings), 30, "offsets to reach the end once Redis is back")
     finally:
         assert worker.stop() == ExitCode.OK
-    assert all(sink.read_record(p["id"]) is not None for p in posts)
+    assert all(sink.reader.record(p["id"]) is not None for p in posts)
     assert counter_value(metrics.tagged) == len(posts)
 
 
@@ -261,7 +266,7 @@ def test_non_retryable_failure_stops_the_worker_and_commits_none_of_it(
     runner, sink, _ = build_runner(settings, BrokenTagger())
     assert RunnerThread(runner).join(timeout_s=60) == ExitCode.FATAL
     assert committed_offsets(bootstrap, settings.kafka.group_id, topic) == {}
-    assert all(sink.read_record(p["id"]) is None for p in posts)
+    assert all(sink.reader.record(p["id"]) is None for p in posts)
 
 
 def test_interleaved_bad_messages_below_the_limit_never_stop_the_worker(
@@ -283,7 +288,7 @@ def test_interleaved_bad_messages_below_the_limit_never_stop_the_worker(
         wait_until(all_committed(settings), 60, "offsets to pass every message")
     finally:
         assert worker.stop() == ExitCode.OK
-    assert all(sink.read_record(p["id"]) is not None for p in posts)
+    assert all(sink.reader.record(p["id"]) is not None for p in posts)
     dead = read_topic(bootstrap, settings.kafka.dlq_topic, expected=80)
     assert len(dead) == 80
 
@@ -306,7 +311,7 @@ def test_tombstones_are_done_and_counted_without_a_dead_letter(
         assert worker.stop() == ExitCode.OK
     assert counter_value(metrics.dead_lettered, reason="tombstone") == len(posts)
     assert read_topic(bootstrap, settings.kafka.dlq_topic, expected=0, timeout_s=2) == []
-    assert all(sink.read_record(p["id"]) is not None for p in posts)
+    assert all(sink.reader.record(p["id"]) is not None for p in posts)
 
 
 def test_a_dead_letter_over_one_mib_does_not_stop_the_worker(
@@ -332,7 +337,7 @@ def test_a_dead_letter_over_one_mib_does_not_stop_the_worker(
     headers = dict(dead.headers)
     assert headers[HEADER_OFFSET] == b"2" and headers[HEADER_REASON] == b"invalid_json"
     assert dead.value == big or (HEADER_VALUE_DROPPED in headers and dead.value == b"")
-    assert all(sink.read_record(p["id"]) is not None for p in posts)
+    assert all(sink.reader.record(p["id"]) is not None for p in posts)
 
 
 def test_shutdown_is_bounded_when_a_batch_outlasts_the_grace_period(

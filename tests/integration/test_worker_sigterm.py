@@ -33,7 +33,7 @@ from tests.integration.worker_support import (
 )
 from worker.pipeline.runner import ExitCode
 from worker.pipeline.service import start_worker
-from worker.sinks.redis_sink import RedisSink, SinkOptions, redis_client
+from worker.sinks.redis_sink import RedisSink, redis_client
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_sigterm_then_restart_loses_nothing_and_counts_nothing_twice(
     expected = tag_with_cli(posts, root, name, tmp_path)
     produce_posts(local_stack.kafka_bootstrap, topic, posts)
     end = end_offsets(topic)
-    sink = RedisSink(redis_client(settings.redis), SinkOptions.from_settings(settings.redis))
+    sink = RedisSink(redis_client(settings.redis), settings.redis)
 
     def committed() -> dict[int, int]:
         return committed_offsets(local_stack.kafka_bootstrap, settings.kafka.group_id, topic)
@@ -98,7 +98,7 @@ def test_sigterm_then_restart_loses_nothing_and_counts_nothing_twice(
     reports = re.findall(r"TORCH_IMPORT_ATTEMPTS=(\S*) TORCH_MODULES=(\S*)", output)
     assert reports == [("", ""), ("", "")], "the worker process imported (or tried to import) torch"
 
-    records = {post_id: sink.read_record(post_id) for post_id in ids}
+    records = {post_id: sink.reader.record(post_id) for post_id in ids}
     assert all(records.values()), "lost posts"
     assert all(record is not None and record["entities"] == expected[pid] for pid, record in records.items())
     expected_counts = expected_trending(expected.items())

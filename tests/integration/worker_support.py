@@ -25,14 +25,16 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
+from bga_mner.results import trending_member
 from bga_mner.stack.local import LocalStack
 from tests.fixtures.model_repository import build_tiny_model_repository
 from worker.kafka.consumer import create_consumer, create_producer
 from worker.kafka.dead_letter import DeadLetterQueue
 from worker.observability.metrics import WorkerMetrics
-from worker.pipeline.runner import StreamRunner, TaggerLike
+from worker.pipeline.ports import SinkLike, TaggerLike
+from worker.pipeline.runner import StreamRunner
 from worker.settings import WorkerSettings
-from worker.sinks.redis_sink import RedisSink, SinkOptions, redis_client, trending_member
+from worker.sinks.redis_sink import RedisSink, redis_client
 
 FAST_GROUP = {
     "max_poll_interval_ms": 10_000,
@@ -308,17 +310,21 @@ class RunnerThread:
 
 
 def build_runner(
-    settings: WorkerSettings, tagger: TaggerLike
+    settings: WorkerSettings,
+    tagger: TaggerLike,
+    wrap_sink: Callable[[RedisSink], SinkLike] | None = None,
 ) -> tuple[StreamRunner, RedisSink, WorkerMetrics]:
-    """The real loop, consumer, DLQ producer and Redis sink around ``tagger``."""
+    """The real loop, consumer, DLQ producer and Redis sink around ``tagger`` (``wrap_sink`` may put
+    a fault-injecting wrapper between the loop and the real sink)."""
     metrics = WorkerMetrics()
-    sink = RedisSink(redis_client(settings.redis), SinkOptions.from_settings(settings.redis), metrics)
+    sink = RedisSink(redis_client(settings.redis), settings.redis, metrics)
     dead_letters = DeadLetterQueue(
         create_producer(settings.kafka, settings.limits),
         settings.kafka.dlq_topic,
         settings.kafka.dlq_send_timeout_s,
     )
-    runner = StreamRunner(settings, create_consumer(settings.kafka), dead_letters, tagger, sink, metrics)
+    loop_sink: SinkLike = wrap_sink(sink) if wrap_sink is not None else sink
+    runner = StreamRunner(settings, create_consumer(settings.kafka), dead_letters, tagger, loop_sink, metrics)
     return runner, sink, metrics
 
 
@@ -341,8 +347,8 @@ def counter_value(counter: Any, **labels: str) -> float:
 
 def trending_counts(sink: RedisSink) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for bucket in sink.buckets():
-        for entity_type, text, posts in sink.top_trending(bucket, count=100_000):
+    for bucket in sink.reader.buckets():
+        for entity_type, text, posts in sink.reader.top_trending(bucket, count=100_000):
             counts[f"{entity_type}|{text}"] += posts
     return counts
 
@@ -414,6 +420,6 @@ def stored_records(settings: WorkerSettings, sink: RedisSink, post_ids: Sequence
     """How many of ``post_ids`` have a record in Redis (one round trip)."""
     client = redis_client(settings.redis)
     try:
-        return int(client.exists(*(sink.post_key(post_id) for post_id in post_ids)))
+        return int(client.exists(*(sink.keys.post(post_id) for post_id in post_ids)))
     finally:
         client.close()

@@ -49,12 +49,38 @@ def test_a_service_that_cannot_start_reports_its_log_and_stops_what_this_call_st
     with pytest.raises(StackError) as caught:
         stack.up(only="kafka,redis")
     message = str(caught.value)
-    assert "redis did not start: it exited with status 3" in message
-    assert "FATAL: cannot bind, configuration is broken" in message
+    assert "\n" not in message  # one line: the reason, then where the full log is
+    assert message.startswith("redis did not start (it exited with status 3): FATAL: cannot bind")
+    assert "full log:" in message
     assert stack.state.services == {}
     kafka_log = (tmp_path / "state" / "logs" / "kafka.log").read_text()
     assert "start (attempt 1)" in kafka_log  # the broker was started, and rolled back
     assert not _live_brokers_started_in(kafka_log)
+
+
+def test_a_model_triton_cannot_load_is_reported_in_one_line_with_its_reason(tmp_path: Path) -> None:
+    """A newcomer's broken model: Triton exits ("failed to load all models"); `up` says why in one line."""
+    version = tmp_path / "models" / "broken" / "1"
+    version.mkdir(parents=True)
+    (version.parent / "config.pbtxt").write_text(
+        'name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "x", data_type: TYPE_FP32, dims: [1] }]\n'
+        'output [{ name: "y", data_type: TYPE_FP32, dims: [1] }]\n'
+    )
+    (version / "model.py").write_text(
+        "class TritonPythonModel:\n"
+        "    def initialize(self, args):\n"
+        "        raise RuntimeError(\"never reached: the stub fails first\")\n"
+    )
+    stack = LocalStack(tmp_path / "state", ready_timeout=60.0, die_with_parent=True)
+    with pytest.raises(StackError) as caught:
+        stack.up(only="triton", model_repository=tmp_path / "models")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("triton did not start (it exited with status")
+    # Without an environment for the python backend, the stub itself cannot import numpy.
+    assert "failed to load 'broken' version 1: Internal: ModuleNotFoundError: No module named 'numpy' (" in message
+    assert stack.state.services == {}
 
 
 def _live_brokers_started_in(log_text: str) -> list[int]:

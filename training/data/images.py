@@ -1,24 +1,28 @@
-"""Tweet images by IMGID: pillow RGB, resized and normalised, with missing or broken files tolerated.
+"""Tweet images by IMGID, decoded and tensorised exactly as serving does, missing or broken files tolerated.
 
-Most copies of the benchmarks come without (some of) their images, and a real stream has posts
-without one, so a missing or unreadable image is an expected case: it becomes a zero tensor with
-`present=False`, is counted, and the model is told through `image_mask`.
+Decoding (under the same limits) and the resize-and-normalise come from the core
+(``bga_mner.images``), the very functions the worker's tagger calls, so training and serving cannot
+see different pixels. Most copies of the benchmarks come without (some of) their images, and a real
+stream has posts without one, so a missing or unusable image is an expected case: it becomes a zero
+tensor with `present=False`, is counted, and the model is told through `image_mask`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from bga_mner.images import IMAGENET_MEAN, IMAGENET_STD, ImageError, decode_image, image_tensor
+from bga_mner.posts import LimitSettings
+
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".gif", ".webp")
 
 
@@ -28,9 +32,10 @@ class ImageLoader:
 
     image_dir: Path | None
     size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
     counts: Counter[str] = field(default_factory=Counter)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def zero_image(self) -> npt.NDArray[np.float32]:
         return np.zeros((3, self.size, self.size), dtype=np.float32)
@@ -50,21 +55,16 @@ class ImageLoader:
         if path is None:
             self.counts["missing"] += 1
             return self.zero_image(), False
-        from PIL import Image, UnidentifiedImageError  # only runs that have images need pillow
-
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
-                pixels = np.asarray(rgb, dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+            pixels = image_tensor(
+                decode_image(path.read_bytes(), self.limits), self.size, self.mean, self.std
+            )
+        except (OSError, ImageError) as error:
             self.counts["corrupt"] += 1
             logger.warning("image %s unreadable (%s); using a zero image", path, error)
             return self.zero_image(), False
         self.counts["loaded"] += 1
-        normalised = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(
-            self.std, dtype=np.float32
-        )
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1)), True
+        return pixels, True
 
     def log_summary(self, what: str) -> None:
         total = sum(self.counts.values())

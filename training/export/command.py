@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--python-env",
         type=Path,
         default=None,
-        help="python target: environment (numpy<2, onnxruntime) for EXECUTION_ENV_PATH, linked "
-        "next to config.pbtxt",
+        help="python target: environment (numpy<2, onnxruntime) Triton's python backend runs the model "
+        "in (EXECUTION_ENV_PATH, linked next to config.pbtxt); default: this environment, if it qualifies",
     )
     parser.add_argument(
         "--skip-plan",
@@ -90,8 +90,34 @@ def _check_arguments(args: argparse.Namespace, target: Target) -> str | None:
     return None
 
 
+def running_environment_problem() -> str | None:
+    """Why this Python environment cannot run the python-backend model (None when it can).
+
+    Triton's python backend runs ``model.py`` in an isolated interpreter that sees only the
+    environment named by EXECUTION_ENV_PATH; without one, the model fails to load with
+    ``No module named 'numpy'``. numpy 2 silently corrupts tensors there, so it must be numpy<2.
+    """
+    import importlib.util
+
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        return f"it has numpy {numpy.__version__} (the python backend needs numpy<2)"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "it has no onnxruntime"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     target = Target(args.target)
+    if target is Target.PYTHON and args.python_env is None:
+        why_not = running_environment_problem()
+        if why_not is not None:
+            return _fail(
+                "the python target needs an environment for Triton's python backend, and this one "
+                f"({sys.prefix}) does not qualify: {why_not}. Pass --python-env DIR (numpy<2, onnxruntime)"
+            )
+        args.python_env = Path(sys.prefix)
     problem = _check_arguments(args, target)
     if problem:
         return _fail(problem)
@@ -115,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace, target: Target) -> int:
     import torch
 
+    from bga_mner.inference.onnx_local import OnnxBackend
     from bga_mner.model_repository import LoadedRepository, config_for_manifest
     from bga_mner.preprocessing import SubwordEncoder
     from training.checkpoint import load_for_inference
@@ -123,7 +150,6 @@ def _export(args: argparse.Namespace, target: Target) -> int:
     from training.export.quantize import quantize_int8
     from training.export.repository_writer import StagedVersion, next_version
     from training.export.tensorrt_build import PlanProfile, build_plan
-    from worker.inference.onnx_local import OnnxBackend
 
     began = time.monotonic()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -170,7 +196,7 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             )
             candidate = parity.tag_posts(candidate_repo, OnnxBackend(onnx_path, threads=2))
             report = parity.compare(reference, candidate, None if args.int8 else 1e-4)
-            print(f"parity (ONNX Runtime vs PyTorch, through worker.tagging.Tagger): {report.summary()}")
+            print(f"parity (ONNX Runtime vs PyTorch, through bga_mner.tagging.Tagger): {report.summary()}")
             if not report.ok and not args.int8:
                 print("\n".join(report.details[:10]), file=sys.stderr)
                 return _fail("the exported graph does not reproduce the PyTorch model; nothing written", 1)
@@ -256,9 +282,8 @@ def _manifest(
             backbone=bundle.card.backbone,
             image_encoder=bundle.card.image_encoder,
             training_data_sha256=bundle.card.training_data_sha256,
-            # training reports F1 in percent (as the papers do); the manifest stores fractions
-            dev_f1=None if bundle.card.dev_f1 is None else bundle.card.dev_f1 / 100.0,
-            test_f1=None if bundle.card.test_f1 is None else bundle.card.test_f1 / 100.0,
+            dev_f1=bundle.card.dev_f1,  # percent, as everywhere
+            test_f1=bundle.card.test_f1,
             exported_at=datetime.now(UTC),
             export_seconds=round(time.monotonic() - began, 3),
             git_commit=git_commit(),

@@ -1,15 +1,16 @@
 """Parity between the PyTorch model and an exported model: same emissions, same entities.
 
-Both sides run the worker's own serving path, ``worker.tagging.Tagger`` (its preprocessing, length
+Both sides run the serving path, ``bga_mner.tagging.Tagger`` (its preprocessing, length
 bucketing, sub-batching, gathering and batched CRF decoding); only the model behind its
 ``InferenceBackend`` differs. The reference is the checkpoint: its PyTorch module
 (:class:`TorchBackend`), tokenizer, labels and CRF (:func:`checkpoint_repository`). The candidate is
-the *repository's* manifest, tokenizer and CRF with the exported graph behind the worker's own
-backends (``worker.inference.onnx_local.OnnxBackend`` in-process, ``worker.inference.triton.TritonBackend``
-for the served model). Every request the tagger sends is recorded (:class:`RecordingBackend`), so the
-emissions are compared request by request on the real, unpadded positions. A repository that would tag
-posts differently from the model it came from (a wrong label order, a stale tokenizer, a graph that
-bakes in the traced sequence length) fails here, at export time and in the tests, not in production.
+the *repository's* manifest, tokenizer and CRF with the exported graph behind a serving backend
+(``bga_mner.inference.onnx_local.OnnxBackend`` in-process; the tests also put the worker's
+``TritonBackend`` there for the served model). Every request the tagger sends is recorded
+(:class:`RecordingBackend`), so the emissions are compared request by request on the real, unpadded
+positions. A repository that would tag posts differently from the model it came from (a wrong label
+order, a stale tokenizer, a graph that bakes in the traced sequence length) fails here, at export
+time and in the tests, not in production.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from bga_mner.errors import BgaMnerError
+from bga_mner.inference import InferenceBackend, InferenceRejected
 from bga_mner.model_repository import CRFSpec, LoadedRepository
+from bga_mner.posts import Post
 from bga_mner.preprocessing import SubwordEncoder
+from bga_mner.tagging import PostError, Tagger
 from training.export.targets import INPUT_NAMES
-from worker.inference.backend import InferenceBackend, InferenceRejected
-from worker.schema import Post
-from worker.tagging import PostError, Tagger
 
 if TYPE_CHECKING:
     from bga_mner.decoding import Entity
@@ -52,7 +54,7 @@ PARITY_POSTS: tuple[str, ...] = (
 )
 
 
-class ParityError(AssertionError):
+class ParityError(BgaMnerError):
     """The exported model does not reproduce the PyTorch model."""
 
 
@@ -141,7 +143,7 @@ def tag_posts(
     texts: Sequence[str] = PARITY_POSTS,
     batch_size: int = 8,
 ) -> TaggedRun:
-    """Tag ``texts`` through ``worker.tagging.Tagger`` with ``backend`` behind it, recording each request."""
+    """Tag ``texts`` through ``bga_mner.tagging.Tagger`` with ``backend`` behind it, recording requests."""
     recorder = RecordingBackend(backend)
     tagger = Tagger(repository, recorder, max_batch_size=batch_size)
     posts = [Post(id=f"parity-{index}", text=text) for index, text in enumerate(texts)]

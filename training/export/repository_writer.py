@@ -14,10 +14,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from bga_mner.model_repository import CONFIG_FILE, Manifest, ModelConfig, write_repository_assets
+from bga_mner.errors import ConfigurationError
+from bga_mner.model_repository import TRITON_CONFIG_FILE, Manifest, TritonModelConfig, write_repository_assets
 
 
-class VersionExists(FileExistsError):
+class VersionExists(ConfigurationError, FileExistsError):
     """The requested version directory already exists (and --force was not given)."""
 
 
@@ -66,7 +67,7 @@ class StagedVersion:
         self,
         manifest: Manifest,
         tokenizer_json: Path,
-        config: ModelConfig,
+        config: TritonModelConfig,
         model_dir_links: Mapping[str, Path] | None = None,
     ) -> Path:
         """Write manifest.json, the tokenizer and config.pbtxt, then publish; returns the version dir.
@@ -87,5 +88,5 @@ class StagedVersion:
             elif link.exists():
                 raise FileExistsError(f"{link} exists and is not a symlink; not replacing it")
             link.symlink_to(Path(target).resolve(), target_is_directory=True)
-        os.replace(self.model_dir / CONFIG_FILE, final_model_dir / CONFIG_FILE)
+        os.replace(self.model_dir / TRITON_CONFIG_FILE, final_model_dir / TRITON_CONFIG_FILE)
         return self.target_dir

@@ -8,12 +8,14 @@ ONNX Runtime inside (the only one the CPU Triton of the local stack can serve).
 from __future__ import annotations
 
 import enum
+import importlib.resources
 from pathlib import Path
 
 # The contract's tensors (docs/contract.md), in this order in every target.
 INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "casing_ids")
 OUTPUT_NAME = "emissions"
-PYTHON_BACKEND_MODEL = Path(__file__).resolve().parents[2] / "model_repo" / "python_backend" / "model.py"
+# Package data of the installed distribution, not a path into the checkout.
+PYTHON_BACKEND_MODEL = Path(str(importlib.resources.files("model_repo.python_backend") / "model.py"))
 
 
 class Target(enum.StrEnum):

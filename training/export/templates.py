@@ -19,11 +19,11 @@ from bga_mner.model_repository import (
     standard_inputs,
     standard_outputs,
 )
+from training.data.labels import LABELS
 from training.export.command import DEFAULT_KIND
 from training.export.targets import Target
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "model_repo" / "templates"
-LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 
 
 def example_manifest(target: Target) -> Manifest:

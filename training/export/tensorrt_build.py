@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bga_mner.errors import ConfigurationError
 from training.export.targets import INPUT_NAMES
 
 MIN_SEQUENCE = 8
 
 
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(ConfigurationError):
     """No CUDA GPU, or no TensorRT Python package, on this machine."""
 
 

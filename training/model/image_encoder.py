@@ -7,26 +7,15 @@ patches) and any Hugging Face vision model folder (ViT / CLIP vision: `last_hidd
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from bga_mner.images import IMAGENET_MEAN, IMAGENET_STD
+from bga_mner.model_repository import ImageSpec
 from training.model.text_encoder import load_pretrained
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What the data loader must produce for this encoder: RGB, resized to size x size, then normalised."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 def is_efficientnet(name: str) -> bool:
@@ -34,22 +23,23 @@ def is_efficientnet(name: str) -> bool:
 
 
 def image_spec(name: str) -> ImageSpec:
-    """Input size and normalisation of an image encoder, without loading its weights."""
+    """Input size and normalisation of an image encoder, without loading its weights: what the data
+    loader produces and what an image-aware export writes into its manifest (the contract's spec)."""
     if is_efficientnet(name):
         from efficientnet_lite_pytorch import EfficientNet
 
         # The Lite models were trained on (x - 127) / 128 of 0..255 pixels.
-        return ImageSpec(int(EfficientNet.get_image_size(name)), (0.498, 0.498, 0.498), (0.502, 0.502, 0.502))
+        return ImageSpec(size=int(EfficientNet.get_image_size(name)), mean=[0.498] * 3, std=[0.502] * 3)
     folder = Path(name).expanduser()
     processor = folder / "preprocessor_config.json"
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     if processor.is_file():
         settings = json.loads(processor.read_text())
-        mean = tuple(settings.get("image_mean", mean))
-        std = tuple(settings.get("image_std", std))
+        mean = [float(v) for v in settings.get("image_mean", mean)]
+        std = [float(v) for v in settings.get("image_std", std)]
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
     size = int(config.get("vision_config", config).get("image_size", 224))
-    return ImageSpec(size, mean, std)
+    return ImageSpec(size=size, mean=mean, std=std)
 
 
 def _efficientnet(name: str) -> tuple[nn.Module, int]:

@@ -1,7 +1,2 @@
-"""Inference backends: Triton over gRPC for the streaming worker, ONNX Runtime in-process for `tag`."""
-
-from __future__ import annotations
-
-from worker.inference.backend import InferenceBackend, InferenceRejected, InferenceUnavailable
-
-__all__ = ["InferenceBackend", "InferenceRejected", "InferenceUnavailable"]
+"""The worker's model server: Triton over gRPC, behind a circuit breaker (``bga_mner.inference`` holds
+the backend protocol and its errors)."""

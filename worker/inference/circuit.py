@@ -12,6 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from bga_mner.errors import TransientError
+from worker.errors import WorkerError
+
 
 class CircuitState(enum.Enum):
     CLOSED = "closed"
@@ -19,7 +22,7 @@ class CircuitState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
-class CircuitOpen(Exception):
+class CircuitOpen(WorkerError, TransientError):
     """Raised instead of calling a dependency that failed recently."""
 
 

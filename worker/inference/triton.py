@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +20,9 @@ import tenacity
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from bga_mner.model_repository import check_against_triton_metadata
-from worker.inference.backend import InferenceRejected, InferenceUnavailable
+from bga_mner.inference import InferenceRejected, InferenceUnavailable
+from bga_mner.model_repository import RepositoryMismatch, check_against_triton_metadata
+from worker.errors import StartupError
 from worker.inference.circuit import CircuitBreaker, CircuitOpen, CircuitState
 
 if TYPE_CHECKING:
@@ -38,48 +37,6 @@ _PERMANENT_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "StatusCode.UNIM
 
 
 _PROBE_TIMEOUT_S = 2.0
-
-
-class TritonStartupError(RuntimeError):
-    """The worker must not start: Triton is unreachable, the model is not ready, or it is the wrong model."""
-
-
-@dataclass(frozen=True)
-class TritonOptions:
-    url: str = "127.0.0.1:8001"
-    model_name: str = "bga_mner"
-    model_version: str = ""  # "" = the manifest's version, never whatever Triton's version policy picks
-    timeout_s: float = 5.0
-    retries: int = 3  # extra attempts after the first
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 2.0
-    backoff_jitter_s: float = 0.1
-    circuit_failure_threshold: int = 5
-    circuit_reset_s: float = 10.0
-    startup_timeout_s: float = 60.0  # how long to wait for the model to become ready at start-up
-    ssl: bool = False
-    root_certificates: Path | None = None
-    private_key: Path | None = None
-    certificate_chain: Path | None = None
-    output_name: str = "emissions"
-
-    @classmethod
-    def from_settings(cls, settings: TritonSettings) -> TritonOptions:
-        return cls(
-            url=settings.url,
-            model_name=settings.model_name,
-            model_version=settings.model_version,
-            timeout_s=settings.timeout_s,
-            retries=settings.retries,
-            backoff_initial_s=settings.backoff_initial_s,
-            backoff_max_s=settings.backoff_max_s,
-            circuit_failure_threshold=settings.circuit_failure_threshold,
-            circuit_reset_s=settings.circuit_reset_s,
-            ssl=settings.ssl,
-            root_certificates=settings.root_certificates,
-            private_key=settings.private_key,
-            certificate_chain=settings.certificate_chain,
-        )
 
 
 class _Transient(Exception):
@@ -101,12 +58,16 @@ class TritonBackend:
 
     def __init__(
         self,
-        options: TritonOptions,
+        settings: TritonSettings,
         manifest: Manifest,
         metrics: WorkerMetrics | None = None,
+        *,
         circuit: CircuitBreaker | None = None,
+        output_name: str = "emissions",
     ) -> None:
-        self._options = options
+        """``circuit`` and ``output_name`` are test knobs; everything an operator sets is in ``settings``."""
+        self._settings = options = settings
+        self._output_name = output_name
         self._manifest = manifest
         self._metrics = metrics
         # Every request names the version the tokenizer, labels and CRF were read from: with "" Triton
@@ -137,11 +98,11 @@ class TritonBackend:
     def check_model(self) -> None:
         """Wait for the model to be ready, compare Triton's metadata with the manifest, read its batch limit.
 
-        Raises ``TritonStartupError`` naming the difference.
+        Raises ``StartupError`` naming the difference.
         """
-        opts = self._options
+        opts = self._settings
         if opts.model_version and opts.model_version != str(self._manifest.model_version):
-            raise TritonStartupError(
+            raise StartupError(
                 f"Triton model version {opts.model_version} was asked for, but the model repository's "
                 f"manifest is version {self._manifest.model_version}"
             )
@@ -155,7 +116,7 @@ class TritonBackend:
             except InferenceServerException as exc:
                 last_error = f"{exc.status()}: {exc.message()}"
             if time.monotonic() >= deadline:
-                raise TritonStartupError(
+                raise StartupError(
                     f"model {opts.model_name!r} version {self._version} "
                     f"on Triton at {opts.url} "
                     f"is not ready after {opts.startup_timeout_s:.0f} s: {last_error}"
@@ -169,17 +130,17 @@ class TritonBackend:
                 opts.model_name, self._version, as_json=True, client_timeout=opts.timeout_s
             )
         except InferenceServerException as exc:
-            raise TritonStartupError(f"cannot read model metadata from {opts.url}: {exc.message()}") from exc
+            raise StartupError(f"cannot read model metadata from {opts.url}: {exc.message()}") from exc
         try:
             check_against_triton_metadata(self._manifest, _metadata_with_int_dims(metadata))
-        except ValueError as exc:
-            raise TritonStartupError(
+        except RepositoryMismatch as exc:
+            raise StartupError(
                 f"model {opts.model_name!r} on Triton at {opts.url} "
                 f"does not match the model repository: {exc}"
             ) from exc
         max_batch_size = int(config.get("config", {}).get("max_batch_size", 0))
         if max_batch_size < 1:
-            raise TritonStartupError(
+            raise StartupError(
                 f"model {opts.model_name!r} on Triton at {opts.url} has max_batch_size {max_batch_size}: "
                 "the worker sends batches, so the model must be exported with batching"
             )
@@ -213,7 +174,7 @@ class TritonBackend:
                 "fields": {
                     "requested": requested,
                     "max_batch_size": self.max_batch_size,
-                    "model": self._options.model_name,
+                    "model": self._settings.model_name,
                 }
             },
         )
@@ -229,9 +190,9 @@ class TritonBackend:
         try:
             return bool(
                 self._client.is_model_ready(
-                    self._options.model_name,
+                    self._settings.model_name,
                     self._version,
-                    client_timeout=min(self._options.timeout_s, _PROBE_TIMEOUT_S),
+                    client_timeout=min(self._settings.timeout_s, _PROBE_TIMEOUT_S),
                 )
             )
         except InferenceServerException:
@@ -243,7 +204,7 @@ class TritonBackend:
         except _Transient as exc:
             raise InferenceUnavailable(str(exc)) from exc
         except CircuitOpen as exc:
-            raise InferenceUnavailable(f"Triton at {self._options.url}: {exc}") from exc
+            raise InferenceUnavailable(f"Triton at {self._settings.url}: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()
@@ -258,11 +219,11 @@ class TritonBackend:
         started = time.perf_counter()
         try:
             result = self._client.infer(
-                self._options.model_name,
+                self._settings.model_name,
                 request,
                 model_version=self._version,
-                outputs=[grpcclient.InferRequestedOutput(self._options.output_name)],
-                client_timeout=self._options.timeout_s,
+                outputs=[grpcclient.InferRequestedOutput(self._output_name)],
+                client_timeout=self._settings.timeout_s,
             )
         except InferenceServerException as exc:
             if self._metrics is not None:
@@ -274,13 +235,13 @@ class TritonBackend:
             self.circuit.record_failure()
             log.warning(
                 "triton request failed",
-                extra={"fields": {"url": self._options.url, "status": exc.status(), "error": exc.message()}},
+                extra={"fields": {"url": self._settings.url, "status": exc.status(), "error": exc.message()}},
             )
-            raise _Transient(f"Triton at {self._options.url}: {exc.status()}: {exc.message()}") from exc
+            raise _Transient(f"Triton at {self._settings.url}: {exc.status()}: {exc.message()}") from exc
         self.circuit.record_success()
         if self._metrics is not None:
             self._metrics.triton_latency_seconds.observe(time.perf_counter() - started)
-        emissions = result.as_numpy(self._options.output_name)
+        emissions = result.as_numpy(self._output_name)
         if emissions is None:
-            raise InferenceRejected(f"Triton returned no {self._options.output_name!r} output")
+            raise InferenceRejected(f"Triton returned no {self._output_name!r} output")
         return np.asarray(emissions, dtype=np.float32)

@@ -10,9 +10,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from bga_mner.posts import LimitSettings
 from worker.kafka.dead_letter import DEAD_LETTER_HEADROOM_BYTES
-from worker.schema import PostLimits
-from worker.settings import KafkaSettings, LimitSettings
+from worker.settings import KafkaSettings
 
 
 def security_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -58,8 +58,7 @@ def create_consumer(settings: KafkaSettings) -> KafkaConsumer:
 def dead_letter_max_request_bytes(limits: LimitSettings) -> int:
     """The largest dead letter the DLQ producer must accept: the largest message the input contract
     lets through to parsing, plus room for key, headers and framing."""
-    largest = PostLimits(limits.max_text_chars, limits.max_image_bytes).max_message_bytes()
-    return largest + DEAD_LETTER_HEADROOM_BYTES
+    return limits.max_message_bytes() + DEAD_LETTER_HEADROOM_BYTES
 
 
 def create_producer(settings: KafkaSettings, limits: LimitSettings | None = None) -> KafkaProducer:

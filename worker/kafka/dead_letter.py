@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 
+from bga_mner.errors import RejectedError
+from worker.errors import EXIT_DEAD_LETTER_LIMIT, WorkerError
 from worker.settings import DeadLetterSettings
 
 HEADER_REASON = "bga.error.reason"
@@ -66,26 +68,22 @@ class SourceMessage(Protocol):
     def headers(self) -> list[tuple[str, bytes]]: ...
 
 
-class DeadLetterLimitExceeded(Exception):
-    """Too many dead letters: something systemic is wrong, so the worker stops."""
+class DeadLetterLimitExceeded(WorkerError, RejectedError):
+    """Too many dead letters: something systemic is wrong, so the worker stops (exit code 3)."""
+
+    exit_code = EXIT_DEAD_LETTER_LIMIT
 
 
-@dataclass
 class DeadLetterPolicy:
     """Sliding window of recent outcomes; ``record`` raises when a limit is crossed."""
 
-    max_ratio: float
-    window: int
-    max_consecutive: int
-
-    def __post_init__(self) -> None:
+    def __init__(self, settings: DeadLetterSettings) -> None:
+        self.max_ratio = settings.max_ratio
+        self.window = settings.window
+        self.max_consecutive = settings.max_consecutive
         self._recent: deque[bool] = deque(maxlen=self.window)
         self._failed_in_window = 0
         self._consecutive = 0
-
-    @classmethod
-    def from_settings(cls, settings: DeadLetterSettings) -> DeadLetterPolicy:
-        return cls(settings.max_ratio, settings.window, settings.max_consecutive)
 
     def record(self, failed: bool) -> None:
         if len(self._recent) == self._recent.maxlen and self._recent[0]:

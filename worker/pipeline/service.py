@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bga_mner.errors import ConfigurationError
+from worker.errors import StartupError
 from worker.kafka.consumer import create_consumer, create_producer
 from worker.kafka.dead_letter import DeadLetterQueue
 from worker.observability.http import Health, HealthServer, serve
@@ -23,10 +25,6 @@ if TYPE_CHECKING:
     from worker.sinks.redis_sink import RedisSink
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(Exception):
-    """The worker cannot start; the message says which dependency and why."""
 
 
 @dataclass
@@ -49,11 +47,11 @@ class WorkerService:
 def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerService:
     """Open the model repository, check Triton and Redis, create the Kafka clients, start the probes."""
     from bga_mner.model_repository import open_repository
-    from worker.images import ImageFetcher, ImageLimits, ImageLoader, UrlFetchPolicy
+    from bga_mner.tagging import Tagger
+    from worker.images import FetchingImages, ImageFetcher
     from worker.inference.circuit import CircuitState
-    from worker.inference.triton import TritonBackend, TritonOptions, TritonStartupError
-    from worker.sinks.redis_sink import RedisSink, SinkOptions, redis_client
-    from worker.tagging import Tagger
+    from worker.inference.triton import TritonBackend
+    from worker.sinks.redis_sink import RedisSink, redis_client
 
     metrics = WorkerMetrics()
     health = Health(heartbeat_timeout_s=max(60.0, settings.shutdown_grace_s * 2))
@@ -66,48 +64,26 @@ def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerSer
         version = int(settings.triton.model_version) if settings.triton.model_version else None
         try:
             repository = open_repository(settings.model_repository, settings.triton.model_name, version)
-        except (OSError, ValueError) as exc:
+        except (OSError, ConfigurationError) as exc:
             raise StartupError(f"model repository {settings.model_repository}: {exc}") from exc
 
-        backend = TritonBackend(
-            TritonOptions.from_settings(settings.triton),
-            repository.manifest,
-            metrics=metrics,
-        )
+        backend = TritonBackend(settings.triton, repository.manifest, metrics=metrics)
         closers.append(backend.close)
-        try:
-            backend.check_model()
-        except TritonStartupError as exc:
-            raise StartupError(str(exc)) from exc
+        backend.check_model()
         health.add_probe("model", backend.is_ready)
         health.add_probe("circuit", lambda: backend.circuit.state is not CircuitState.OPEN)
 
-        images = settings.images
-        fetcher = (
-            ImageFetcher(
-                UrlFetchPolicy(
-                    enabled=True,
-                    allowed_hosts=frozenset(images.allowed_hosts),
-                    timeout_s=images.timeout_s,
-                    max_bytes=images.max_bytes,
-                )
-            )
-            if images.fetch_urls
-            else None
-        )
-        limits = ImageLimits(
-            max_bytes=settings.limits.max_image_bytes, max_pixels=settings.limits.max_image_pixels
-        )
+        fetcher = ImageFetcher(settings.images) if settings.images.fetch_urls else None
         tagger = Tagger(
             repository,
             backend,
             max_batch_size=backend.batch_limit(settings.batching.max_batch_size),
-            image_loader=ImageLoader(limits, fetcher),
+            images=FetchingImages(settings.limits, fetcher),
         )
 
         client = redis_client(settings.redis)
         closers.append(client.close)
-        sink = RedisSink(client, SinkOptions.from_settings(settings.redis), metrics)
+        sink = RedisSink(client, settings.redis, metrics)
         if not sink.ping():
             raise StartupError("Redis does not answer PING (check BGA_REDIS__*)")
         health.add_probe("redis", sink.ping)

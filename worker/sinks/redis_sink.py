@@ -13,9 +13,7 @@ Key schema: docs/redis.md.
 from __future__ import annotations
 
 import json
-import re
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from worker.tagging import TaggedPost, entity_to_dict
+from bga_mner.errors import RejectedError, TransientError
+from bga_mner.results import ResultKeys, ResultsReader, bucket_start, trending_member
+from bga_mner.tagging import TaggedPost, entity_to_dict
+from worker.errors import WorkerError
+from worker.settings import RedisSettings
 
 if TYPE_CHECKING:
     from worker.observability.metrics import WorkerMetrics
-    from worker.settings import RedisSettings
 
 # KEYS: [1] results stream, [2] index of trending buckets, then per record: post key, marker key, bucket key.
 # ARGV: [1] record TTL, [2] trending TTL, [3] stream MAXLEN, [4] now (epoch s), then one JSON payload
@@ -42,9 +43,11 @@ for i = 1, #ARGV - 4 do
   local base = 2 + (i - 1) * 3
   local post_key, marker_key, bucket_key = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
   local r = cjson.decode(ARGV[4 + i])
-  redis.call('DEL', post_key)
-  redis.call('HSET', post_key, unpack(r.fields))
-  redis.call('EXPIRE', post_key, record_ttl)
+  if #r.fields > 0 then
+    redis.call('DEL', post_key)
+    redis.call('HSET', post_key, unpack(r.fields))
+    redis.call('EXPIRE', post_key, record_ttl)
+  end
   if redis.call('SET', marker_key, r.source, 'NX', 'EX', record_ttl) then
     if #r.members > 0 and r.bucket + trending_ttl > now then
       for _, member in ipairs(r.members) do
@@ -60,8 +63,6 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - trending_ttl)
 return appended
 """
-
-_SPACES = re.compile(r"\s+")
 
 # How far ahead of this worker's clock a post's created_at may be before it is not believed: a
 # producer's clock may run a little fast, but a date far in the future would create trending
@@ -82,11 +83,11 @@ _TRANSIENT_REPLY_TYPES: tuple[type[redis.ResponseError], ...] = (
 )
 
 
-class SinkUnavailable(Exception):
+class SinkUnavailable(WorkerError, TransientError):
     """Redis did not take the batch; nothing of it may be committed. Retrying the batch is safe."""
 
 
-class SinkRejected(Exception):
+class SinkRejected(WorkerError, RejectedError):
     """Redis refused the batch in a way no retry can fix (e.g. WRONGTYPE, CROSSSLOT, a script error).
 
     Deliberately not a ``SinkUnavailable``: the loop retries those forever, and it treats any other
@@ -106,61 +107,23 @@ class SinkRecord:
     created_at: datetime | None = None  # the post's own time; the trending bucket prefers it
 
 
-@dataclass(frozen=True)
-class SinkOptions:
-    key_prefix: str = "bga"
-    record_ttl_seconds: int = 7 * 24 * 3600
-    trending_bucket_seconds: int = 300
-    trending_ttl_seconds: int = 2 * 24 * 3600
-    stream_maxlen: int = 100_000
-
-    @classmethod
-    def from_settings(cls, settings: RedisSettings) -> SinkOptions:
-        return cls(
-            key_prefix=settings.key_prefix,
-            record_ttl_seconds=settings.record_ttl_seconds,
-            trending_bucket_seconds=settings.trending_bucket_seconds,
-            trending_ttl_seconds=settings.trending_ttl_seconds,
-            stream_maxlen=settings.stream_maxlen,
-        )
-
-
-def normalise_entity(text: str) -> str:
-    """What counts as the same entity in trending: Unicode-normalised, case-folded, single-spaced."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
-
-
-def trending_member(entity_type: str, text: str) -> str:
-    return f"{entity_type}|{normalise_entity(text)}"
-
-
 class RedisSink:
+    """Writes batches of tagged posts with one atomic script each (see the module docstring)."""
+
     def __init__(
         self,
-        client: redis.Redis[bytes],
-        options: SinkOptions | None = None,
+        client: redis.Redis,
+        settings: RedisSettings | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._client = client
-        self.options = options if options is not None else SinkOptions()
+        self.settings = settings if settings is not None else RedisSettings()
         self._metrics = metrics
         self._script = client.register_script(_WRITE_BATCH)
-        prefix = self.options.key_prefix
-        self.stream_key = f"{prefix}:results"
-        self.bucket_index_key = f"{prefix}:trending:buckets"
-
-    def post_key(self, post_id: str) -> str:
-        return f"{self.options.key_prefix}:post:{post_id}"
-
-    def marker_key(self, post_id: str) -> str:
-        return f"{self.options.key_prefix}:counted:{post_id}"
-
-    def trending_key(self, bucket_start: int) -> str:
-        return f"{self.options.key_prefix}:trending:{bucket_start}"
-
-    def bucket_of(self, epoch_s: float) -> int:
-        width = self.options.trending_bucket_seconds
-        return int(epoch_s // width) * width
+        self.keys = ResultKeys(self.settings.key_prefix)
+        self.reader = ResultsReader(
+            client, self.settings.key_prefix
+        )  # for tools and tests; never used to write
 
     def write_batch(self, records: Sequence[SinkRecord]) -> int:
         """Write the batch in one atomic script; returns how many posts were new (counted and streamed).
@@ -171,17 +134,17 @@ class RedisSink:
             return 0
         now = time.time()
         processed_at = datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="milliseconds")
-        keys: list[str] = [self.stream_key, self.bucket_index_key]
+        keys: list[str] = [self.keys.stream, self.keys.bucket_index]
         payloads: list[str] = []
         for record in records:
-            bucket = self.bucket_of(self._event_time(record, now))
+            bucket = bucket_start(self._event_time(record, now), self.settings.trending_bucket_seconds)
             post_id = record.tagged.post_id
-            keys += [self.post_key(post_id), self.marker_key(post_id), self.trending_key(bucket)]
+            keys += [self.keys.post(post_id), self.keys.marker(post_id), self.keys.trending(bucket)]
             payloads.append(json.dumps(self._payload(record, bucket, processed_at), ensure_ascii=False))
         args: list[Any] = [
-            self.options.record_ttl_seconds,
-            self.options.trending_ttl_seconds,
-            self.options.stream_maxlen,
+            self.settings.record_ttl_seconds,
+            self.settings.trending_ttl_seconds,
+            self.settings.stream_maxlen,
             int(now),
             *payloads,
         ]
@@ -213,31 +176,6 @@ class RedisSink:
             return bool(self._client.ping())
         except redis.RedisError:
             return False
-
-    def read_record(self, post_id: str) -> dict[str, Any] | None:
-        """A post's record as written (entities decoded), or None; for tools, the demo and tests."""
-        raw = self._client.hgetall(self.post_key(post_id))
-        if not raw:
-            return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        record: dict[str, Any] = dict(fields)
-        record["entities"] = json.loads(fields["entities"])
-        record["partition"] = int(fields["partition"])
-        record["offset"] = int(fields["offset"])
-        return record
-
-    def top_trending(self, bucket_start: int, count: int = 10) -> list[tuple[str, str, int]]:
-        """The ``count`` most mentioned entities of a bucket as (type, normalised text, posts)."""
-        rows = self._client.zrevrange(self.trending_key(bucket_start), 0, count - 1, withscores=True)
-        result = []
-        for member, score in rows:
-            entity_type, _, text = _text(member).partition("|")
-            result.append((entity_type, text, int(score)))
-        return result
-
-    def buckets(self) -> list[int]:
-        """Bucket starts that hold counts, oldest first."""
-        return [int(_text(m)) for m in self._client.zrange(self.bucket_index_key, 0, -1)]
 
     def _event_time(self, record: SinkRecord, now: float) -> float:
         """The post's time for trending, never later than ``now`` plus ``MAX_CLOCK_SKEW_S``.
@@ -275,7 +213,10 @@ class RedisSink:
         members = sorted({trending_member(e.type, e.text) for e in tagged.entities})
         stream = {k: fields[k] for k in ("id", "entities", "model_version", "topic", "partition", "offset")}
         return {
-            "fields": [item for pair in fields.items() for item in pair],
+            # Compact mode (store_records off) sends no fields, and the script writes no record.
+            "fields": [item for pair in fields.items() for item in pair]
+            if self.settings.store_records
+            else [],
             "stream": [item for pair in stream.items() for item in pair],
             "members": members,
             "bucket": bucket,
@@ -300,7 +241,7 @@ def is_permanent(error: redis.RedisError) -> bool:
     return code not in _TRANSIENT_REPLIES
 
 
-def redis_client(settings: RedisSettings) -> redis.Redis[bytes]:
+def redis_client(settings: RedisSettings) -> redis.Redis:
     """A client from the worker's settings: URL (may carry credentials) or host/port, auth and TLS."""
     common: dict[str, Any] = {
         "socket_timeout": settings.socket_timeout_s,
@@ -326,7 +267,3 @@ def redis_client(settings: RedisSettings) -> redis.Redis[bytes]:
         **common,
         **tls,
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

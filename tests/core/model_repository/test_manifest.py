@@ -24,7 +24,7 @@ def test_round_trip_through_manifest_json(tmp_path: Path, make_manifest: MakeMan
     assert again == manifest
     np.testing.assert_array_equal(again.crf_params().transitions, manifest.crf_params().transitions)
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["outputs"] == [{"name": "emissions", "dtype": "FP32", "dims": [-1, len(LABELS)]}]
     assert data["preprocessing"] == {
         "tokenizer_file": "tokenizer.json",
@@ -54,7 +54,7 @@ def test_image_aware_manifest(make_manifest: MakeManifest) -> None:
         ),
         ({"image_aware": True}, "image_aware is true but no image spec"),
         ({"stride": 126}, "stride 126 must be smaller than max_length - 2 = 126"),
-        ({"schema_version": 2}, "schema_version"),
+        ({"schema_version": 3}, "schema_version"),
         ({"target": "tensorflow"}, "target"),
         ({"surprise": 1}, "surprise"),
         ({"inputs": [{"name": "input_ids", "dtype": "INT65", "dims": [-1]}]}, "inputs.0.dtype"),
@@ -78,11 +78,20 @@ def test_invalid_manifests_name_what_is_wrong(
 def test_card_fields_are_checked(manifest_data: ManifestData) -> None:
     data = manifest_data()
     data["card"]["training_data_sha256"] = "not-a-hash"
-    data["card"]["dev_f1"] = 71.0  # a percentage instead of a fraction
+    data["card"]["dev_f1"] = 7100.0  # F1 is a percentage: 0 to 100
     with pytest.raises(ValidationError) as error:
         Manifest.model_validate(data)
     fields = {".".join(str(p) for p in e["loc"]) for e in error.value.errors()}
     assert fields == {"card.training_data_sha256", "card.dev_f1"}
+
+
+def test_schema_1_is_read_with_its_f1_fractions_as_percent(manifest_data: ManifestData) -> None:
+    data = manifest_data()
+    data["schema_version"] = 1
+    data["card"]["dev_f1"], data["card"]["test_f1"] = 0.71, 0.7
+    manifest = Manifest.model_validate(data)
+    assert manifest.schema_version == 2
+    assert manifest.card.dev_f1 == pytest.approx(71.0) and manifest.card.test_f1 == pytest.approx(70.0)
 
 
 def test_crf_of_wrong_shape(manifest_data: ManifestData) -> None:
@@ -93,7 +102,7 @@ def test_crf_of_wrong_shape(manifest_data: ManifestData) -> None:
 
 
 def test_missing_or_broken_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=f"no {MANIFEST_FILE} in"):
+    with pytest.raises(ManifestError, match=f"no {MANIFEST_FILE} in"):
         Manifest.read(tmp_path)
     (tmp_path / MANIFEST_FILE).write_text("{not json")
     with pytest.raises(ManifestError, match="is not valid JSON"):

@@ -11,8 +11,8 @@ import pytest
 
 from bga_mner.decoding import decode_words, gather_word_emissions
 from bga_mner.model_repository import (
-    CONFIG_FILE,
     MANIFEST_FILE,
+    TRITON_CONFIG_FILE,
     Manifest,
     ManifestError,
     RepositoryError,
@@ -55,7 +55,7 @@ def test_export_then_open_and_decode(
     version_dir = export(tmp_path, manifest, tokenizer_json)
     assert sorted(p.name for p in version_dir.iterdir()) == [MANIFEST_FILE, "tokenizer.json"]
     assert (
-        (version_dir.parent / CONFIG_FILE)
+        (version_dir.parent / TRITON_CONFIG_FILE)
         .read_text()
         .startswith('name: "bga_mner"\nplatform: "onnxruntime_onnx"')
     )
@@ -108,7 +108,7 @@ def test_missing_things_are_named(tmp_path: Path, tokenizer_json: Path, make_man
     with pytest.raises(RepositoryError, match=r"tokenizer file .*tokenizer\.json is missing"):
         open_repository(tmp_path)
     (version_dir / MANIFEST_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match=f"no {MANIFEST_FILE}"):
+    with pytest.raises(ManifestError, match=f"no {MANIFEST_FILE}"):
         open_repository(tmp_path)
     shutil.rmtree(version_dir)
     with pytest.raises(RepositoryError, match="has no numeric version directory"):

@@ -9,9 +9,9 @@ from bga_mner.model_repository import (
     DynamicBatching,
     InstanceGroup,
     Manifest,
-    ModelConfig,
     ModelWarmup,
     TensorConfig,
+    TritonModelConfig,
     VersionPolicy,
     WarmupInput,
     config_for_manifest,
@@ -22,7 +22,7 @@ text_format = pytest.importorskip("google.protobuf.text_format")
 
 MakeManifest = Callable[..., Manifest]
 
-SMALL = ModelConfig(
+SMALL = TritonModelConfig(
     name="bga_mner",
     backend="python",
     max_batch_size=16,
@@ -127,7 +127,7 @@ def test_rendered_text_is_a_valid_triton_model_config() -> None:
 
 @pytest.mark.parametrize("value", ['a "quoted" \\ path', "tab\there\nnewline", "ünïcødé 😀", "\x01ctrl"])
 def test_strings_are_escaped(value: str) -> None:
-    config = ModelConfig(
+    config = TritonModelConfig(
         name="m",
         platform="onnxruntime_onnx",
         max_batch_size=1,
@@ -149,7 +149,7 @@ def test_strings_are_escaped(value: str) -> None:
     ],
 )
 def test_version_policies(policy: VersionPolicy, check: Callable[[Any], bool]) -> None:
-    config = ModelConfig(
+    config = TritonModelConfig(
         name="m", platform="tensorrt_plan", max_batch_size=1, inputs=[], outputs=[], version_policy=policy
     )
     assert check(parse(config.render()))
@@ -179,9 +179,9 @@ def test_config_for_manifest(make_manifest: MakeManifest, target: str, platform:
 
 def test_invalid_configs() -> None:
     with pytest.raises(ValueError, match="exactly one of platform or backend"):
-        ModelConfig(name="m", max_batch_size=1, inputs=[], outputs=[])
+        TritonModelConfig(name="m", max_batch_size=1, inputs=[], outputs=[])
     with pytest.raises(ValueError, match="exactly one of platform or backend"):
-        ModelConfig(name="m", platform="x", backend="y", max_batch_size=1, inputs=[], outputs=[])
+        TritonModelConfig(name="m", platform="x", backend="y", max_batch_size=1, inputs=[], outputs=[])
 
 
 def test_config_for_manifest_needs_batching(make_manifest: MakeManifest) -> None:

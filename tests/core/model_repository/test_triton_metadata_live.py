@@ -17,7 +17,7 @@ import pytest
 
 from bga_mner.decoding import decode_words, gather_word_emissions
 from bga_mner.model_repository import (
-    CONFIG_FILE,
+    TRITON_CONFIG_FILE,
     Manifest,
     RepositoryMismatch,
     check_against_triton_metadata,
@@ -121,7 +121,7 @@ def test_config_with_dynamic_batching_and_warmup_loads(
         parameters={"EXECUTION_ENV_PATH": "$$TRITON_MODEL_DIRECTORY/python_env", "INTRA_OP_THREADS": "1"},
         warmup_length=16,
     )
-    (copy / CONFIG_FILE).write_text(config.render())
+    (copy / TRITON_CONFIG_FILE).write_text(config.render())
     served = load_triton_model(copy)
     check_against_triton_metadata(
         manifest.model_copy(update={"model_name": served}), grpc_metadata(local_stack.triton_grpc, served)

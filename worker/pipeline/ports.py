@@ -1,0 +1,53 @@
+"""What the stream loop needs from its collaborators, as small protocols.
+
+The loop is written against these, not against kafka-python, Triton or Redis, so its unit tests
+drive it with an in-memory consumer and fakes (tests/worker/pipeline/fakes.py), deterministically,
+while the integration tests drive the same loop against the real broker, Triton and Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+
+from bga_mner.posts import Post
+from bga_mner.tagging import PostError, TaggedPost
+from worker.kafka.dead_letter import SourceMessage
+
+
+class Consumer(Protocol):
+    """The subset of ``kafka.KafkaConsumer`` the loop uses; only ever called from the loop's thread."""
+
+    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None: ...
+    def poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[ConsumerRecord]]: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def paused(self) -> set[TopicPartition]: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def position(self, partition: TopicPartition, timeout_ms: int | None = None) -> int | None: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    def commit(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int | None = None
+    ) -> None: ...
+    def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """The dead-letter topic (``worker.kafka.dead_letter.DeadLetterQueue``)."""
+
+    def send(self, message: SourceMessage, reason: str, detail: str) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> None: ...
+    def close(self, timeout_s: float | None = None) -> None: ...
+
+
+class TaggerLike(Protocol):
+    def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]: ...
+
+
+class SinkLike(Protocol):
+    def write_batch(self, records: Sequence[Any]) -> object: ...
