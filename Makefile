@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-unit lint fmt clean
+.PHONY: venv demo test test-unit lint fmt clean capacity
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -27,6 +27,10 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bga_mner worker training model_repo tests benchmarks scripts
 	$(BIN)/lint-imports
+
+# Redis memory per 100,000 posts, measured against a real redis-server (docs/capacity.md).
+capacity: venv
+	$(BIN)/python benchmarks/redis_capacity.py
 
 fmt: venv
 	$(BIN)/ruff format .

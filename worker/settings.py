@@ -131,7 +131,13 @@ class RedisSettings(_Section):
 
 
 class TritonSettings(_Section):
-    url: str = Field(default="127.0.0.1:8001", description="gRPC host:port")
+    url: str = Field(
+        default="127.0.0.1:8001",
+        description="gRPC host:port, or dns:///<headless service>:8001 to spread over Triton pods",
+    )
+    load_balancing: Literal["round_robin", "pick_first"] = Field(
+        default="round_robin", description="gRPC policy over the addresses the URL resolves to"
+    )
     model_name: str = Field(default="bga_mner", description="served model name = directory in the repository")
     model_version: str = Field(default="", description="'' = the version the model repository holds")
     ssl: bool = Field(default=False, description="TLS to Triton's gRPC endpoint")

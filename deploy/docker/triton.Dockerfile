@@ -8,6 +8,10 @@ FROM nvcr.io/nvidia/tritonserver:${TRITON_VERSION}-py3
 RUN python3 -m pip install --no-cache-dir "numpy<2" "onnxruntime-gpu>=1.17,<2" \
     && python3 -c "import numpy; assert int(numpy.__version__.split('.')[0]) < 2"
 EXPOSE 8000 8001 8002
-ENTRYPOINT ["tritonserver"]
+# Run as the image's own non-root user (`triton-server`, uid/gid 1000 in every NGC Triton image) and keep
+# NGC's entrypoint in front of tritonserver: it checks the driver and sets up CUDA forward compatibility.
+# Kubernetes passes only `args`, so both stay in force there too.
+USER 1000:1000
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "tritonserver"]
 CMD ["--model-repository=/models", "--model-control-mode=explicit", "--load-model=bga_mner", \
      "--strict-readiness=true", "--exit-on-error=true"]

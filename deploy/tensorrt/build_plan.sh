@@ -7,10 +7,10 @@
 # Input: a repository written by `bga-mner export --target tensorrt --skip-plan` (config.pbtxt with
 # platform "tensorrt_plan", manifest.json, tokenizer.json and model.onnx in the version directory).
 # The optimisation profile covers batch 1..max_batch_size (from config.pbtxt) x sequence
-# MIN_LENGTH..max_length (from manifest.json), FP16, like training/export/tensorrt_build.py.
+# min_length..max_length (both from manifest.json), FP16, like training/export/tensorrt_build.py.
 #
 # Usage: build_plan.sh REPOSITORY [MODEL_NAME=bga_mner] [VERSION=latest]
-# Env:   MIN_LENGTH (8), OPT_BATCH (max/2), OPT_LENGTH (min(64, max)), WORKSPACE_MIB (4096),
+# Env:   OPT_BATCH (max/2), OPT_LENGTH (min(64, max)), WORKSPACE_MIB (4096),
 #        TRTEXEC (trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), FORCE=1 to rebuild.
 set -euo pipefail
 
@@ -35,7 +35,9 @@ fi
 max_batch=$(sed -nE 's/^max_batch_size: *([0-9]+).*/\1/p' "$model_dir/config.pbtxt" | head -1)
 max_length=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_length"])' \
   "$version_dir/manifest.json")
-min_length=${MIN_LENGTH:-8}
+# The profile's shortest sequence is what the manifest states (the worker pads every request up to it).
+min_length=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("min_length", 8))' \
+  "$version_dir/manifest.json")
 opt_batch=${OPT_BATCH:-$(( max_batch > 1 ? max_batch / 2 : 1 ))}
 opt_length=${OPT_LENGTH:-$(( max_length < 64 ? max_length : 64 ))}
 [ "$opt_length" -ge "$min_length" ] || opt_length=$min_length

@@ -66,7 +66,7 @@ def load_tensorrt() -> Any:
             "no CUDA GPU found: a TensorRT plan can only be built on the GPU type that will serve it. "
             "Export with --target onnxruntime or --target python for CPU, or use --skip-plan here and build "
             "the plan in the serving Triton/TensorRT container with deploy/tensorrt/build_plan.sh "
-            "(Kubernetes: deploy/k8s/base/tensorrt-build-job.yaml)."
+            "(Kubernetes: the model-publish Job of deploy/k8s/overlays/production)."
         )
     try:
         return importlib.import_module("tensorrt")

@@ -39,6 +39,26 @@ _PERMANENT_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "StatusCode.UNIM
 _PROBE_TIMEOUT_S = 2.0
 
 
+def channel_args(settings: TritonSettings) -> list[tuple[str, Any]]:
+    """tritonclient's default gRPC channel options plus the load-balancing policy.
+
+    One gRPC channel to a ClusterIP Service sticks to one Triton pod for its whole life; with
+    ``round_robin`` and a ``dns:///<headless service>:8001`` URL the channel connects to every pod the
+    name resolves to and spreads requests over them (docs/operations.md).
+    """
+    keepalive = grpcclient.KeepAliveOptions()
+    unlimited = 2**31 - 1  # tritonclient's own default message limits
+    return [
+        ("grpc.max_send_message_length", unlimited),
+        ("grpc.max_receive_message_length", unlimited),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", settings.load_balancing),
+    ]
+
+
 class _Transient(Exception):
     """An attempt failed in a way another attempt might not."""
 
@@ -80,6 +100,7 @@ class TritonBackend:
             metrics.circuit_open.set_function(lambda: float(self.circuit.state is CircuitState.OPEN))
         self._client = grpcclient.InferenceServerClient(
             url=options.url,
+            channel_args=channel_args(options),
             ssl=options.ssl,
             root_certificates=str(options.root_certificates) if options.root_certificates else None,
             private_key=str(options.private_key) if options.private_key else None,

@@ -383,3 +383,40 @@ def test_sub_batches_are_capped_at_tritons_max_batch_size(
     ]
     assert any(t.entities for t in capped)
     backend.close()
+
+
+def _successes(metrics_url: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nv_inference_request_success{")
+    )
+
+
+def test_requests_are_spread_over_every_triton_the_url_resolves_to(
+    tmp_path_factory: pytest.TempPathFactory, repository: LoadedRepository
+) -> None:
+    """With round_robin, one channel to a name of several addresses (a headless Service's DNS name in
+    Kubernetes; two local servers here) sends requests to all of them, not only the first."""
+    state = tmp_path_factory.mktemp("two_tritons")
+    build_tiny_model_repository(state / "models")
+    stacks = [LocalStack(state / f"stack{i}", ready_timeout=90.0, die_with_parent=True) for i in range(2)]
+    try:
+        for stack in stacks:
+            stack.up(only="triton", model_repository=state / "models")
+        url = "ipv4:" + ",".join(stack.triton_grpc for stack in stacks)
+        backend = TritonBackend(TritonSettings(url=url), repository.manifest)
+        backend.check_model()
+        inputs = _inputs(repository, ["Hello World"])
+        for _ in range(20):
+            backend.infer(inputs)
+        backend.close()
+        served = [_successes(stack.triton_metrics) for stack in stacks]
+        assert sum(served) >= 20 and min(served) >= 5, served
+    finally:
+        for stack in stacks:
+            stack.down()
