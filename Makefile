@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-unit lint fmt clean capacity
+.PHONY: venv demo test test-unit test-reliability lint fmt clean capacity
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -17,6 +17,12 @@ demo: venv
 # and always stop them. pytest's exit code 5 (no test collected) is a failure here.
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault-injection suite alone (it is part of `make test` too): kills, outages through proxies,
+# a cut-off dead-letter producer, hostile input, memory. Prints its figures; docs/reliability.md.
+test-reliability: venv
+	BGA_RELIABILITY_FIGURES=$${BGA_RELIABILITY_FIGURES:-reliability-figures.json} \
+	  $(BIN)/python -m pytest tests/reliability -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)

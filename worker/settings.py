@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bga_mner.posts import LimitSettings
 
+LIVENESS_FLOOR_S = 60
+"""The shortest liveness timeout (/healthz): max(60 s, 2 x shutdown_grace_s)."""
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -70,7 +73,18 @@ class KafkaSettings(_Section):
     max_poll_records: int = Field(default=500, gt=0, description="most messages one poll returns")
     poll_timeout_ms: int = Field(default=200, gt=0, description="longest a poll blocks when nothing is due")
     request_timeout_ms: int = Field(default=305_000, gt=0, description="Kafka client request timeout")
-    dlq_send_timeout_s: float = Field(default=30.0, gt=0, description="how long to wait for the DLQ's ack")
+    dlq_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long the DLQ producer tries to deliver one dead letter"
+    )
+    dlq_max_block_ms: int = Field(
+        default=2_000, gt=0, description="longest a dead-letter send blocks the loop (broker away)"
+    )
+    dlq_flush_wait_ms: int = Field(
+        default=500, gt=0, description="longest the loop waits for dead-letter acks per iteration"
+    )
+    commit_timeout_ms: int = Field(
+        default=5_000, gt=0, description="longest an offset commit blocks the loop"
+    )
 
     @field_validator("bootstrap_servers", "topics", mode="before")
     @classmethod
@@ -87,6 +101,15 @@ class KafkaSettings(_Section):
             )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        # A blocking call must never outlast the poll-interval budget, or the group evicts a healthy
+        # worker (and the liveness probe, which allows at least 60 s, restarts it).
+        budget = min(self.max_poll_interval_ms, LIVENESS_FLOOR_S * 1000) // 2
+        for name in ("commit_timeout_ms", "dlq_max_block_ms", "dlq_flush_wait_ms", "poll_timeout_ms"):
+            if getattr(self, name) > budget:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must be at most half of min(max_poll_interval_ms, the "
+                    f"{LIVENESS_FLOOR_S} s liveness floor) = {budget}: a blocked loop is evicted or restarted"
+                )
         return self
 
 
@@ -111,6 +134,9 @@ class RedisSettings(_Section):
     )
     trending_ttl_seconds: int = Field(default=2 * 24 * 3600, gt=0, description="TTL of trending buckets")
     stream_maxlen: int = Field(default=100_000, gt=0, description="approximate cap of the results stream")
+    max_clock_skew_s: int = Field(
+        default=300, ge=0, description="a post dated later than now + this is bucketed at now + this"
+    )
     store_records: bool = Field(
         default=True,
         description="write the per-post record hash; false = compact mode: dedupe markers, trending and "
@@ -121,11 +147,14 @@ class RedisSettings(_Section):
     def _marker_outlives_trending(self) -> RedisSettings:
         # A post's record (its "counted" marker) must outlive every trending bucket it counted in,
         # or a replay after the marker expired counts the post again in a bucket still alive.
-        needed = self.trending_ttl_seconds + self.trending_bucket_seconds
+        # A bucket may start up to max_clock_skew_s in the future (a post dated ahead of this clock is
+        # clamped to now + skew), so its counts live until now + skew + trending_ttl_seconds.
+        needed = self.trending_ttl_seconds + self.trending_bucket_seconds + self.max_clock_skew_s
         if self.record_ttl_seconds < needed:
             raise ValueError(
                 f"record_ttl_seconds ({self.record_ttl_seconds}) must be at least trending_ttl_seconds "
-                f"+ trending_bucket_seconds ({needed}): a replayed post would be counted twice"
+                f"+ trending_bucket_seconds + max_clock_skew_s ({needed}): a replayed post would be "
+                "counted twice"
             )
         return self
 
@@ -177,9 +206,16 @@ class ImageSettings(_Section):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="exact host names allowed when fetch_urls is on"
     )
-    timeout_s: float = Field(default=3.0, gt=0, description="per image download")
+    timeout_s: float = Field(
+        default=3.0, gt=0, description="total per image: resolving, connecting, redirects and the body"
+    )
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="download size cap")
     max_redirects: int = Field(default=3, ge=0, description="same-host https redirects followed")
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="also fetch from hosts that resolve to private/loopback/link-local addresses "
+        "(an internal image store); off: such addresses are refused (SSRF)",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

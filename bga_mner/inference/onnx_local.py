@@ -2,6 +2,20 @@
 
 It reads the very ``model.onnx`` that Triton's python backend serves, so the embedded results
 equal the streaming worker's.
+
+Session options (``session_options``), chosen by measurement on 2 shared cores
+(benchmarks/pipeline.py, docs/performance.md):
+
+- intra-op threads: the caller's (``--threads``); default ``DEFAULT_THREADS`` = 1. One thread is the
+  cheapest in CPU seconds per post: a second thread speeds up one batch by well under 2x (the small
+  head ops do not parallelise) and, in a worker, competes with tokenisation, decoding and the Kafka
+  and Redis clients on the same cores;
+- no spinning: ONNX Runtime's pool threads busy-wait between ops by default, burning a core that
+  the process (or the worker next to it) needs; ``allow_spinning = 0`` puts them to sleep instead;
+- one inter-op thread, sequential execution: the graph is a chain, parallel branches gain nothing;
+- graph optimisation ``ORT_ENABLE_ALL``: constant folding plus the transformer fusions ONNX Runtime
+  applies online (LayerNorm, GELU, bias+GELU, MatMul+Add into Gemm/FusedMatMul); the export's lean
+  graph is written so that these patterns match.
 """
 
 from __future__ import annotations
@@ -16,6 +30,20 @@ import onnxruntime as ort
 
 from bga_mner.errors import ConfigurationError
 
+DEFAULT_THREADS = 1
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """The ONNX Runtime options every in-process session of this project uses (see the module doc)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = DEFAULT_THREADS if threads is None else max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
 
 class OnnxBackend:
     """``InferenceBackend`` over an ``onnxruntime.InferenceSession`` on CPU."""
@@ -26,11 +54,9 @@ class OnnxBackend:
                 f"no ONNX model at {model_path}: in-process tagging runs the onnxruntime and python "
                 "targets' model.onnx (a TensorRT repository holds only model.plan)"
             )
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(model_path), session_options(threads), providers=["CPUExecutionProvider"]
+        )
         self._input_names = [i.name for i in self._session.get_inputs()]
         self._output_name = output_name
 

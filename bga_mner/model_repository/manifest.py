@@ -136,6 +136,11 @@ class Manifest(_Strict):
     target: Literal["tensorrt", "onnxruntime", "python"]
     labels: list[str] = Field(min_length=1)
     max_length: int = Field(ge=4)
+    # What the served engine accepts: a TensorRT profile refuses sequences shorter than its minimum
+    # and batches larger than its maximum, so the worker pads up to ``min_length`` subwords and
+    # never sends more than ``max_batch_size`` windows in one request (None: Triton's config decides).
+    min_length: int = Field(default=1, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1)
     stride: int = Field(ge=0)
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
@@ -186,6 +191,8 @@ class Manifest(_Strict):
             names = [s.name for s in specs]
             if len(set(names)) != len(names):
                 problems.append(f"{kind} names must be unique: {names}")
+        if self.min_length > self.max_length:
+            problems.append(f"min_length {self.min_length} is above max_length {self.max_length}")
         if self.stride >= self.max_length - 2:
             problems.append(
                 f"stride {self.stride} must be smaller than max_length - 2 = {self.max_length - 2}"

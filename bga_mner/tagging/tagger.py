@@ -20,12 +20,12 @@ import numpy.typing as npt
 from bga_mner.decoding import decode_batch, gather_word_emissions
 from bga_mner.images import ImageError, ImageSource, InlineImages, image_tensor
 from bga_mner.inference import InferenceBackend, InferenceRejected
+from bga_mner.posts import Post
 from bga_mner.preprocessing import EncodedWindow, Word, pad_batch, split_words
 from bga_mner.tagging.outcomes import PostError, PostRejected, TaggedPost
 
 if TYPE_CHECKING:
     from bga_mner.model_repository import ImageSpec, LoadedRepository
-    from bga_mner.posts import Post
 
 Padding = Literal["bucketed", "max_length"]
 TEXT_INPUTS = ("input_ids", "attention_mask", "casing_ids")  # what the preprocessing produces
@@ -33,15 +33,36 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "casing_ids")  # what the preproce
 _TEXT_DTYPES: dict[str, type[np.integer[Any]]] = {"INT64": np.int64, "INT32": np.int32}
 
 
+@dataclass(frozen=True)
+class PreparedPost:
+    """One post after the work that is done once per post (words, windows, image), before the model.
+
+    ``outcome`` is already known for posts that need no model (no words) or can never be tagged (a
+    ``PostError``: an undecodable image, or any failure while preparing that post alone).
+    """
+
+    post: Post
+    words: list[Word] = field(default_factory=list)
+    windows: list[EncodedWindow] = field(default_factory=list)
+    image: npt.NDArray[Any] | None = None
+    outcome: TaggedPost | PostError | None = None
+
+
 @dataclass
 class _Item:
     post_index: int
     window: EncodedWindow
+    image: npt.NDArray[Any] | None
     emissions: npt.NDArray[Any] = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
 
 
 class Tagger:
-    """Tags batches of posts with one model; safe to share between threads if the backend is."""
+    """Tags batches of posts with one model; safe to share between threads if the backend is.
+
+    Tagging is two steps so that a retry repeats only the model call: ``prepare`` does the per-post
+    work once (words, subword windows, the image: a URL is fetched once, not on every retry) and
+    never raises for one post; ``infer`` calls the model and decodes, and may be repeated.
+    """
 
     def __init__(
         self,
@@ -52,7 +73,9 @@ class Tagger:
         padding: Padding = "bucketed",
     ) -> None:
         """``padding="max_length"`` pads every sub-batch to the manifest's max length in arrival
-        order: what a static-shape engine needs, and the baseline the throughput benchmark compares."""
+        order: what a static-shape engine needs, and the baseline the throughput benchmark compares.
+        Sub-batches are never larger than the manifest's ``max_batch_size`` nor padded to fewer
+        subwords than its ``min_length`` (what the served engine accepts)."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         self._manifest = repository.manifest
@@ -60,7 +83,8 @@ class Tagger:
         self._crf = repository.crf
         self._labels = list(self._manifest.labels)
         self._backend = backend
-        self._max_batch_size = max_batch_size
+        limit = self._manifest.max_batch_size
+        self._max_batch_size = max_batch_size if limit is None else min(max_batch_size, limit)
         self._images = images if images is not None else InlineImages()
         self._padding = padding
         self._pad_id = int(self._encoder.pad_id)
@@ -68,7 +92,7 @@ class Tagger:
         self.model_version = str(self._manifest.model_version)
 
     def tag(self, posts: Sequence[Post]) -> list[TaggedPost]:
-        """Entities of every post, in order; raises ``PostRejected`` if any post's image is unusable
+        """Entities of every post, in order; raises ``PostRejected`` if any post can never be tagged
         and ``InferenceUnavailable`` if the model cannot be reached (retry the whole call)."""
         results = self.tag_with_errors(posts)
         errors = [r for r in results if isinstance(r, PostError)]
@@ -77,36 +101,37 @@ class Tagger:
         return [r for r in results if isinstance(r, TaggedPost)]
 
     def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]:
-        """Like ``tag``, but a post with an unusable image becomes a ``PostError`` in its place."""
-        outcomes: list[TaggedPost | PostError | None] = [None] * len(posts)
-        images: dict[int, npt.NDArray[Any]] = {}
-        if self._image_input is not None:
-            for index, post in enumerate(posts):
-                try:
-                    pixels = self._load_image(post)
-                except ImageError as exc:
-                    outcomes[index] = PostError(post.id, exc.reason, exc.detail)
-                    continue
-                if pixels is not None:
-                    images[index] = pixels
+        """Like ``tag``, but a post that can never be tagged becomes a ``PostError`` in its place."""
+        return self.infer(self.prepare(posts))
 
-        words_of: dict[int, list[Word]] = {}
-        for index, post in enumerate(posts):
-            if outcomes[index] is not None:
-                continue
-            words = split_words(post.text)
-            if words:
-                words_of[index] = words
-            else:
-                outcomes[index] = TaggedPost(post.id, [], self.model_version)
-        order = list(words_of)
-        encoded = self._encoder.encode_many([[w.text for w in words_of[index]] for index in order])
+    def prepare(self, posts: Sequence[Post]) -> list[PreparedPost]:
+        """The per-post work, once. A failure of one post (its image, its text) becomes its ``PostError``
+        with the reason; it never fails the batch."""
+        prepared = [self._prepare_one(post) for post in posts]
+        pending = [index for index, one in enumerate(prepared) if one.outcome is None]
+        for index, windows in zip(pending, self._encode([prepared[i] for i in pending]), strict=True):
+            one = prepared[index]
+            prepared[index] = (
+                PreparedPost(one.post, outcome=windows)
+                if isinstance(windows, PostError)
+                else PreparedPost(one.post, one.words, windows, one.image)
+            )
+        return prepared
+
+    def infer(self, prepared: Sequence[PreparedPost]) -> list[TaggedPost | PostError]:
+        """Run the model over prepared posts and decode; one outcome per post, in order.
+
+        Raises ``InferenceUnavailable`` (retry the call) or ``InferenceRejected`` (the model refused a
+        request: the caller may split the batch to find the posts it refuses).
+        """
+        order = [index for index, one in enumerate(prepared) if one.outcome is None]
         items = [
-            _Item(index, window) for index, windows in zip(order, encoded, strict=True) for window in windows
+            _Item(index, window, prepared[index].image)
+            for index in order
+            for window in prepared[index].windows
         ]
-
         for chunk in self._sub_batches(items):
-            emissions = self._backend.infer(self._inputs(chunk, images))
+            emissions = self._backend.infer(self._inputs(chunk))
             longest = max(len(item.window.input_ids) for item in chunk)
             if emissions.ndim != 3 or emissions.shape[0] != len(chunk) or emissions.shape[1] < longest:
                 raise InferenceRejected(
@@ -126,15 +151,41 @@ class Tagger:
             for own in (windows_of[index] for index in order)
         ]
         decoded = decode_batch(
-            [posts[index].text for index in order],
-            [words_of[index] for index in order],
+            [prepared[index].post.text for index in order],
+            [prepared[index].words for index in order],
             word_emissions,
             self._labels,
             self._crf,
         )
+        outcomes: list[TaggedPost | PostError | None] = [one.outcome for one in prepared]
         for index, entities in zip(order, decoded, strict=True):
-            outcomes[index] = TaggedPost(posts[index].id, entities, self.model_version)
+            outcomes[index] = TaggedPost(prepared[index].post.id, entities, self.model_version)
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _prepare_one(self, post: Post) -> PreparedPost:
+        try:
+            image = self._load_image(post) if self._image_input is not None else None
+            words = split_words(post.text)
+        except ImageError as exc:
+            return PreparedPost(post, outcome=PostError(post.id, exc.reason, exc.detail))
+        except Exception as exc:  # one post must never fail the batch (or crash-loop the worker)
+            return PreparedPost(post, outcome=_unprocessable(post, exc))
+        if not words:
+            return PreparedPost(post, outcome=TaggedPost(post.id, [], self.model_version))
+        return PreparedPost(post, words, image=image)
+
+    def _encode(self, posts: list[PreparedPost]) -> list[list[EncodedWindow] | PostError]:
+        """Windows of every post in one tokenizer call; should that fail, post by post (to find it)."""
+        try:
+            return list(self._encoder.encode_many([[w.text for w in one.words] for one in posts]))
+        except Exception:
+            results: list[list[EncodedWindow] | PostError] = []
+            for one in posts:
+                try:
+                    results.append(self._encoder.encode_words([w.text for w in one.words]))
+                except Exception as exc:
+                    results.append(_unprocessable(one.post, exc))
+            return results
 
     def _sub_batches(self, items: list[_Item]) -> list[list[_Item]]:
         ordered = (
@@ -145,23 +196,24 @@ class Tagger:
         size = self._max_batch_size
         return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
-    def _inputs(self, chunk: list[_Item], images: dict[int, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    def _inputs(self, chunk: list[_Item]) -> dict[str, npt.NDArray[Any]]:
         padded = pad_batch([item.window for item in chunk], self._pad_id)
         inputs = {name: padded[name].astype(dtype, copy=False) for name, dtype in self._text_inputs}
-        if self._padding == "max_length":
-            inputs = _pad_to(inputs, int(self._manifest.max_length), self._pad_id)
+        length = (
+            int(self._manifest.max_length) if self._padding == "max_length" else self._manifest.min_length
+        )
+        inputs = _pad_to(inputs, length, self._pad_id)
         if self._image_input is not None:
-            inputs[self._image_input] = self._image_batch(chunk, images)
+            inputs[self._image_input] = self._image_batch(chunk)
         return inputs
 
-    def _image_batch(self, chunk: list[_Item], images: dict[int, npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    def _image_batch(self, chunk: list[_Item]) -> npt.NDArray[Any]:
         """Posts without an image get an all-zero (mean) image: what the model saw for missing images."""
         size = self._image_spec().size
         batch = np.zeros((len(chunk), 3, size, size), dtype=np.float32)
         for row, item in enumerate(chunk):
-            pixels = images.get(item.post_index)
-            if pixels is not None:
-                batch[row] = pixels
+            if item.image is not None:
+                batch[row] = item.image
         return batch
 
     def _load_image(self, post: Post) -> npt.NDArray[Any] | None:
@@ -177,6 +229,10 @@ class Tagger:
         if self._manifest.image is None:  # the manifest validates this; keeps mypy and readers sure
             raise ValueError("an image-aware manifest without an image spec")
         return self._manifest.image
+
+
+def _unprocessable(post: Post, error: Exception) -> PostError:
+    return PostError(post.id, "unprocessable", f"{type(error).__name__}: {error}"[:500])
 
 
 def _request_inputs(

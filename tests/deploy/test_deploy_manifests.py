@@ -261,9 +261,11 @@ def test_worker_config_is_what_the_worker_accepts(
 
 
 def test_production_redis_fits_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Production runs compact mode (docs/capacity.md): markers outlive trending by one bucket, no records."""
+    """Production runs compact mode (docs/capacity.md): markers outlive trending by a bucket and the clock-skew allowance, no records."""
     manifests = render_overlay("production")
     secrets = {"BGA_KAFKA__SASL_USERNAME": "u", "BGA_KAFKA__SASL_PASSWORD": "p"}
     redis = _settings_from(config_data(manifests, "bga-mner-worker"), monkeypatch, secrets).redis
     assert redis.store_records is False
-    assert redis.record_ttl_seconds == redis.trending_ttl_seconds + redis.trending_bucket_seconds
+    assert redis.record_ttl_seconds == (
+        redis.trending_ttl_seconds + redis.trending_bucket_seconds + redis.max_clock_skew_s
+    )

@@ -38,6 +38,7 @@ from tests.integration.worker_support import (
     trending_counts,
     wait_until,
 )
+from tests.worker.pipeline.fakes import SimpleTagger
 from worker.kafka.dead_letter import HEADER_OFFSET, HEADER_REASON, HEADER_VALUE_DROPPED
 from worker.pipeline.runner import SHUTDOWN_OVERRUN_S, ExitCode
 from worker.settings import WorkerSettings
@@ -55,7 +56,7 @@ def rule_entities(text: str) -> list[Entity]:
     ]
 
 
-class RuleTagger:
+class RuleTagger(SimpleTagger):
     """Capitalised words are entities; ``down`` makes it fail like an unreachable Triton."""
 
     def __init__(self, seconds_per_batch: float = 0.0, on_call: Callable[[], None] | None = None) -> None:
@@ -249,24 +250,28 @@ def test_nothing_is_committed_while_redis_is_down(settings_for: Callable[..., Wo
     assert counter_value(metrics.tagged) == len(posts)
 
 
-class BrokenTagger:
-    """A model that rejects its inputs: retrying cannot help, so the worker must stop."""
+class BrokenTagger(SimpleTagger):
+    """A model that rejects every input: retrying cannot help, and no post can be tagged."""
 
     def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]:
         raise InferenceRejected("INVALID_ARGUMENT: unexpected shape (test)")
 
 
-def test_non_retryable_failure_stops_the_worker_and_commits_none_of_it(
+def test_a_model_that_rejects_everything_stops_the_worker_at_the_dead_letter_limit(
     settings_for: Callable[..., WorkerSettings],
 ) -> None:
-    settings = settings_for()
+    """Each refused post is isolated (bisection) and dead-lettered; since all fail, the limit stops
+    the worker before the message that crosses it is dead-lettered or committed."""
+    settings = settings_for(dlq={"max_consecutive": 5})
     bootstrap, topic = settings.kafka.bootstrap_servers[0], settings.kafka.topics[0]
     posts = make_posts(20)
     produce_posts(bootstrap, topic, posts)
     runner, sink, _ = build_runner(settings, BrokenTagger())
-    assert RunnerThread(runner).join(timeout_s=60) == ExitCode.FATAL
-    assert committed_offsets(bootstrap, settings.kafka.group_id, topic) == {}
+    assert RunnerThread(runner).join(timeout_s=60) == ExitCode.DEAD_LETTER_LIMIT
+    assert committed_offsets(bootstrap, settings.kafka.group_id, topic).get(0, 0) <= 4
     assert all(sink.reader.record(p["id"]) is None for p in posts)
+    dead = read_topic(bootstrap, settings.kafka.dlq_topic, expected=4, timeout_s=10)
+    assert {dict(r.headers)["bga.error.reason"] for r in dead} == {b"rejected_by_model"}
 
 
 def test_interleaved_bad_messages_below_the_limit_never_stop_the_worker(
@@ -309,7 +314,8 @@ def test_tombstones_are_done_and_counted_without_a_dead_letter(
         wait_until(all_committed(settings), 60, "offsets to pass the tombstones")
     finally:
         assert worker.stop() == ExitCode.OK
-    assert counter_value(metrics.dead_lettered, reason="tombstone") == len(posts)
+    assert counter_value(metrics.tombstones, topic=topic) == len(posts)
+    assert counter_value(metrics.dead_lettered, reason="tombstone") == 0
     assert read_topic(bootstrap, settings.kafka.dlq_topic, expected=0, timeout_s=2) == []
     assert all(sink.reader.record(p["id"]) is not None for p in posts)
 

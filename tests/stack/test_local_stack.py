@@ -79,7 +79,8 @@ def test_a_model_triton_cannot_load_is_reported_in_one_line_with_its_reason(tmp_
     assert "\n" not in message
     assert message.startswith("triton did not start (it exited with status")
     # Without an environment for the python backend, the stub itself cannot import numpy.
-    assert "failed to load 'broken' version 1: Internal: ModuleNotFoundError: No module named 'numpy' (" in message
+    reason = "failed to load 'broken' version 1: Internal: ModuleNotFoundError: No module named 'numpy' ("
+    assert reason in message
     assert stack.state.services == {}
 
 

@@ -15,10 +15,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from worker import command
+from worker.kafka import consumer as kafka_clients
 from worker.kafka.consumer import consumer_options
 from worker.observability.logging import configure_logging
 from worker.pipeline.runner import SHUTDOWN_OVERRUN_S
-from worker.settings import WorkerSettings
+from worker.settings import KafkaSettings, WorkerSettings
 
 PASSWORD = "s3cr3t-Pa55word"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -176,14 +177,32 @@ def test_every_variable_is_documented() -> None:
 
 
 def test_records_must_outlive_the_trending_buckets_they_counted_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A replay after a post's marker expired would count it again in a bucket still alive."""
-    monkeypatch.setenv("BGA_REDIS__RECORD_TTL_SECONDS", "3600")
+    """A replay after a post's marker expired would count it again in a bucket still alive; a bucket
+    may start up to the clock-skew allowance (300 s) in the future, so the marker must outlive that too."""
+    monkeypatch.setenv("BGA_REDIS__RECORD_TTL_SECONDS", "3900")
     monkeypatch.setenv("BGA_REDIS__TRENDING_TTL_SECONDS", "3600")
     monkeypatch.setenv("BGA_REDIS__TRENDING_BUCKET_SECONDS", "300")
-    with pytest.raises(ValidationError, match="record_ttl_seconds"):
-        WorkerSettings()
-    monkeypatch.setenv("BGA_REDIS__RECORD_TTL_SECONDS", "3900")
-    assert WorkerSettings().redis.record_ttl_seconds == 3900
+    with pytest.raises(ValidationError, match="max_clock_skew_s"):
+        WorkerSettings()  # enough for a bucket of the past, not for one dated 300 s ahead
+    monkeypatch.setenv("BGA_REDIS__RECORD_TTL_SECONDS", "4200")
+    assert WorkerSettings().redis.record_ttl_seconds == 4200
+
+
+def test_the_consumer_reads_only_committed_transactions() -> None:
+    """Records of an aborted (or still open) transaction must never be tagged."""
+    assert consumer_options(KafkaSettings())["isolation_level"] == "read_committed"
+
+
+def test_no_kafka_call_may_block_past_the_poll_and_liveness_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="commit_timeout_ms"):
+        KafkaSettings(commit_timeout_ms=40_000)  # > half of the 60 s liveness floor
+    with pytest.raises(ValidationError, match="dlq_max_block_ms"):
+        KafkaSettings(max_poll_interval_ms=10_000, session_timeout_ms=6_000, dlq_max_block_ms=6_000)
+    captured: dict[str, object] = {}
+    monkeypatch.setattr(kafka_clients, "KafkaProducer", lambda **options: captured.update(options))
+    kafka_clients.create_producer(KafkaSettings(dlq_max_block_ms=1_500))
+    assert captured["max_block_ms"] == 1_500  # a send never blocks the loop longer
+    assert captured["delivery_timeout_ms"] == 30_000
 
 
 def test_kubernetes_waits_for_the_longest_shutdown() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import urllib3
 from PIL import Image
 
 from bga_mner.images import ImageError, decode_image
@@ -32,11 +31,12 @@ class FetchingImages:
             return None
         try:
             fetched = self._fetcher.fetch(ref.url)
-        except (ImageFetchError, urllib3.exceptions.HTTPError) as exc:
-            log.info("image URL not used", extra={"fields": {"url": ref.url, "reason": str(exc)}})
+        except Exception as exc:  # a URL that cannot be fetched is never the post's fault
+            reason = str(exc) if isinstance(exc, ImageFetchError) else f"{type(exc).__name__}: {exc}"
+            log.info("image URL not used", extra={"fields": {"url": ref.url[:500], "reason": reason}})
             return None
         try:
             return decode_image(fetched, self._limits)
         except ImageError as exc:
-            log.info("fetched image not used", extra={"fields": {"url": ref.url, "reason": str(exc)}})
+            log.info("fetched image not used", extra={"fields": {"url": ref.url[:500], "reason": str(exc)}})
             return None

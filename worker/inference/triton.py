@@ -40,7 +40,7 @@ _PROBE_TIMEOUT_S = 2.0
 
 
 def channel_args(settings: TritonSettings) -> list[tuple[str, Any]]:
-    """tritonclient's default gRPC channel options plus the load-balancing policy.
+    """tritonclient's default gRPC channel options, the load-balancing policy and a short reconnect backoff.
 
     One gRPC channel to a ClusterIP Service sticks to one Triton pod for its whole life; with
     ``round_robin`` and a ``dns:///<headless service>:8001`` URL the channel connects to every pod the
@@ -56,6 +56,11 @@ def channel_args(settings: TritonSettings) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
         ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
         ("grpc.lb_policy_name", settings.load_balancing),
+        # gRPC backs off reconnecting up to 120 s by default: after a Triton outage of a few seconds the
+        # worker would sit idle long after Triton is back. Triton is in-cluster: retry connecting often.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
 
 

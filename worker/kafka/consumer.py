@@ -45,6 +45,8 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_records": settings.max_poll_records,
+        # A transactional producer's aborted (or still open) records are never tagged.
+        "isolation_level": "read_committed",
         "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 1),
         **security_options(settings),
     }
@@ -74,6 +76,12 @@ def create_producer(settings: KafkaSettings, limits: LimitSettings | None = None
         acks="all",
         retries=5,
         linger_ms=5,
+        # Bounded, so an unreachable broker never blocks the loop past its liveness and poll budgets:
+        # send() gives up after max_block_ms (the dead letter stays queued and is sent again), and
+        # delivery (retries included) ends after the send timeout.
+        max_block_ms=settings.dlq_max_block_ms,
+        delivery_timeout_ms=int(settings.dlq_send_timeout_s * 1000),
+        request_timeout_ms=max(1, min(30_000, int(settings.dlq_send_timeout_s * 1000) - 5)),
         max_request_size=dead_letter_max_request_bytes(limits if limits is not None else LimitSettings()),
         **security_options(settings),
     )

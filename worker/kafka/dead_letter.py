@@ -13,12 +13,13 @@ stops with a non-zero exit before that message is dead-lettered or committed.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
-from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from bga_mner.errors import RejectedError
 from worker.errors import EXIT_DEAD_LETTER_LIMIT, WorkerError
@@ -119,17 +120,36 @@ def dead_letter_headers(message: SourceMessage, reason: str, detail: str) -> lis
     ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Pending:
-    future: Any
     message: SourceMessage
     reason: str
     detail: str
-    value_dropped: bool
+    value_dropped: bool = False
+    refusal: str = ""  # why the value was dropped (the producer's or broker's error type)
+    error: str = ""  # why the last attempt failed, for the log
+    future: Any = None  # kafka-python's FutureRecordMetadata; None: not handed to the producer (yet)
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What a flush settled: dead letters the broker acknowledged, and those it did not (yet).
+
+    The unacknowledged ones stay queued and are sent again by the next ``flush``: their messages
+    must not be committed until they are acknowledged.
+    """
+
+    acknowledged: list[SourceMessage] = field(default_factory=list)
+    unacknowledged: list[tuple[SourceMessage, str]] = field(default_factory=list)
 
 
 class DeadLetterQueue:
-    """Sends dead letters asynchronously; ``flush`` waits until the broker acknowledged them all."""
+    """Sends dead letters asynchronously; ``flush`` reports which the broker acknowledged.
+
+    Nothing here raises for an unavailable broker: a dead letter the producer cannot take now
+    (metadata or buffer wait past ``max_block_ms``) or that the broker did not acknowledge stays
+    queued and is sent again on the next flush, so its message stays uncommitted meanwhile.
+    """
 
     def __init__(self, producer: KafkaProducer, topic: str, send_timeout_s: float) -> None:
         self._producer = producer
@@ -138,56 +158,95 @@ class DeadLetterQueue:
         self._pending: list[_Pending] = []
 
     def send(self, message: SourceMessage, reason: str, detail: str) -> None:
-        """Queue a dead letter; one the producer refuses at once (too large, no key and no value) is
-        queued without its value instead. Other errors (the broker unreachable) propagate."""
-        try:
-            future = self._producer.send(
-                self._topic,
-                key=message.key,
-                value=message.value,
-                headers=dead_letter_headers(message, reason, detail),
-            )
-        except _RECORD_REFUSED as refused:
-            self._pending.append(self._send_without_value(message, reason, detail, refused))
-            return
-        self._pending.append(_Pending(future, message, reason, detail, value_dropped=False))
-
-    def _send_without_value(
-        self, message: SourceMessage, reason: str, detail: str, refused: BaseException
-    ) -> _Pending:
-        size = len(message.value) if message.value is not None else 0
-        why = f"{type(refused).__name__}: value of {size} bytes not kept"
-        # An empty value rather than None: a null value is a tombstone, which compaction would act on.
-        headers = [*dead_letter_headers(message, reason, detail), (HEADER_VALUE_DROPPED, why.encode())]
-        future = self._producer.send(self._topic, key=message.key, value=b"", headers=headers)
-        return _Pending(future, message, reason, detail, value_dropped=True)
+        """Queue a dead letter and hand it to the producer; one the producer refuses at once (too
+        large, no key and no value) is sent without its value instead."""
+        item = _Pending(message, reason, detail)
+        self._dispatch(item)
+        self._pending.append(item)
 
     def pending(self) -> int:
         return len(self._pending)
 
-    def flush(self, timeout_s: float | None = None) -> None:
-        """Block until every sent dead letter is acknowledged; raise if any was not.
+    def flush(self, timeout_s: float | None = None) -> FlushResult:
+        """Wait up to ``timeout_s`` (default: the send timeout) for the queued dead letters' acks.
 
-        A dead letter the broker refused for its size (the DLQ topic's ``max.message.bytes``) is
-        sent again without its value. ``timeout_s`` (default: the send timeout) bounds the wait.
+        A dead letter the broker refused for its size (the DLQ topic's ``max.message.bytes``) is sent
+        again without its value and waited for once more; one that failed otherwise, or was not
+        acknowledged in time, stays queued (and is re-sent next time if it failed).
         """
         timeout = self._timeout_s if timeout_s is None else timeout_s
-        for _ in range(2):  # the second round only waits for values dropped in the first
+        result = FlushResult()
+        for round_ in range(2):  # the second round only waits for values dropped in the first
             if not self._pending:
-                return
-            self._producer.flush(timeout=timeout)
-            pending, self._pending = self._pending, []
-            for index, item in enumerate(pending):
-                try:
-                    item.future.get(timeout=timeout)  # raises the send error, if any
-                except Exception as error:
-                    if isinstance(error, _RECORD_REFUSED) and not item.value_dropped:
-                        self._pending.append(
-                            self._send_without_value(item.message, item.reason, item.detail, error)
-                        )
-                        continue
-                    self._pending = pending[index + 1 :] + self._pending
-                    raise
+                break
+            for item in self._pending:
+                if item.future is None:
+                    self._dispatch(item)
+            # Not everything may complete in time (KafkaTimeoutError): sorted out below, item by item.
+            with contextlib.suppress(KafkaError):
+                self._producer.flush(timeout=timeout)
+            still: list[_Pending] = []
+            retry_without_value = False
+            for item in self._pending:
+                future = item.future
+                if future is None or not future.is_done:
+                    still.append(item)
+                elif future.succeeded():
+                    result.acknowledged.append(item.message)
+                elif isinstance(future.exception, _RECORD_REFUSED) and not item.value_dropped:
+                    self._drop_value(item, future.exception)
+                    still.append(item)
+                    retry_without_value = True
+                else:
+                    item.error = f"{type(future.exception).__name__}: {future.exception}"
+                    item.future = None  # failed: send it again on the next flush
+                    still.append(item)
+            self._pending = still
+            if not retry_without_value or round_ == 1:
+                break
+        result.unacknowledged.extend((item.message, _why(item)) for item in self._pending)
+        return result
 
     def close(self, timeout_s: float | None = None) -> None:
-        self._producer.close(timeout=self._timeout_s if timeout_s is None else timeout_s)
+        """Close the producer within ``timeout_s``; dead letters still unacknowledged are abandoned
+        (their messages were not committed, so they are dead-lettered again after the restart)."""
+        with contextlib.suppress(KafkaError):
+            self._producer.close(timeout=self._timeout_s if timeout_s is None else timeout_s)
+
+    def _dispatch(self, item: _Pending) -> None:
+        try:
+            item.future = self._send(item)
+        except _RECORD_REFUSED as refused:
+            if item.value_dropped:
+                item.future = None
+                return
+            self._drop_value(item, refused)
+        except KafkaError as error:  # e.g. KafkaTimeoutError after max_block_ms: the broker is away
+            item.error = f"not handed to the producer: {type(error).__name__}: {error}"
+            item.future = None
+
+    def _send(self, item: _Pending) -> Any:
+        headers = dead_letter_headers(item.message, item.reason, item.detail)
+        if item.value_dropped:
+            size = len(item.message.value) if item.message.value is not None else 0
+            why = f"{item.refusal}: value of {size} bytes not kept"
+            headers.append((HEADER_VALUE_DROPPED, why.encode()))
+            # An empty value rather than None: a null value is a tombstone, which compaction acts on.
+            return self._producer.send(self._topic, key=item.message.key, value=b"", headers=headers)
+        return self._producer.send(
+            self._topic, key=item.message.key, value=item.message.value, headers=headers
+        )
+
+    def _drop_value(self, item: _Pending, refused: BaseException) -> None:
+        item.value_dropped = True
+        item.refusal = type(refused).__name__
+        try:
+            item.future = self._send(item)
+        except (KafkaError, *_RECORD_REFUSED):
+            item.future = None
+
+
+def _why(item: _Pending) -> str:
+    if item.future is None:
+        return item.error or "not handed to the producer"
+    return "no acknowledgement yet"

@@ -2,8 +2,11 @@
 
 Liveness and readiness answer different questions: /healthz fails only when the loop is stuck
 (its heartbeat is stale), so Kubernetes restarts a wedged process but not one waiting out a
-Triton outage; /readyz fails whenever the worker cannot make progress (model, Kafka assignment,
-Redis or the circuit breaker), which takes it out of rotation and shows on dashboards.
+Triton outage; /readyz says "this process can do work": it started its loop and is not draining.
+It deliberately ignores dependencies and partition ownership: a surplus worker without partitions
+during a rollout must become ready (or the rollout stalls), and an outage of Triton or Redis must
+not make every pod unready at once (drains would hang behind the PodDisruptionBudget). Dependency
+state is in the metrics (``bga_mner_dependency_up``, the circuit breaker) and alerts instead.
 A stdlib server in a daemon thread is enough for a scrape every few seconds.
 """
 
@@ -24,7 +27,7 @@ from worker.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-READINESS_CHECKS = ("model", "kafka", "redis", "circuit")
+READINESS_CHECKS = ("loop",)
 
 
 class Health:

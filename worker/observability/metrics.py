@@ -5,7 +5,8 @@ Names (the table in deploy/README.md, which alerts and dashboards query):
 bga_mner_posts_consumed_total{topic}, bga_mner_posts_tagged_total, bga_mner_dead_letter_total{reason},
 bga_mner_batch_size, bga_mner_triton_latency_seconds, bga_mner_redis_latency_seconds,
 bga_mner_end_to_end_latency_seconds, bga_mner_in_flight_requests, bga_mner_consumer_lag{topic,partition},
-bga_mner_errors_total{stage}, bga_mner_circuit_breaker_open.
+bga_mner_errors_total{stage}, bga_mner_circuit_breaker_open, bga_mner_tombstones_total{topic},
+bga_mner_dependency_up{dependency}.
 
 Who observes what: ``TritonBackend`` observes triton_latency_seconds, errors{stage="inference"} and
 circuit_breaker_open; ``RedisSink`` observes redis_latency_seconds, end_to_end_latency_seconds and
@@ -65,6 +66,20 @@ class WorkerMetrics:
             "consumer_lag", "end offset minus position", ["topic", "partition"], namespace=ns, registry=r
         )
         self.errors = Counter("errors", "failures by stage", ["stage"], namespace=ns, registry=r)
+        self.dependency_up = Gauge(
+            "dependency_up",
+            "1 while a dependency answers (triton: the model is ready; redis: PING), probed at each scrape",
+            ["dependency"],
+            namespace=ns,
+            registry=r,
+        )
+        self.tombstones = Counter(
+            "tombstones",
+            "records without a value (deletes on a compacted topic): skipped and committed",
+            ["topic"],
+            namespace=ns,
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "circuit_breaker_open", "1 while the Triton circuit breaker is open", namespace=ns, registry=r
         )

@@ -14,7 +14,6 @@ from kafka.consumer.fetcher import ConsumerRecord
 from worker.kafka.dead_letter import DeadLetterPolicy
 from worker.observability.metrics import WorkerMetrics
 from worker.pipeline.checkpointer import Checkpointer
-from worker.pipeline.items import partition_of
 from worker.settings import DeadLetterSettings
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,4 @@ class DeadLetterRouter:
             },
         )
         self._metrics.dead_lettered.labels(reason=reason).inc()
-        if record.value is None:
-            # Nothing to inspect or replay, and a null dead letter would itself be a tombstone (or,
-            # without a key, refused by the producer): counted, done, not sent.
-            self._checkpointer.done(partition_of(record), [record.offset])
-            return
         self._checkpointer.dead_letter(record, reason, detail)

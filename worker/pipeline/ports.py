@@ -15,8 +15,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from bga_mner.posts import Post
-from bga_mner.tagging import PostError, TaggedPost
-from worker.kafka.dead_letter import SourceMessage
+from bga_mner.tagging import PostError, PreparedPost, TaggedPost
+from worker.kafka.dead_letter import FlushResult, SourceMessage
 
 
 class Consumer(Protocol):
@@ -41,12 +41,15 @@ class DeadLetters(Protocol):
     """The dead-letter topic (``worker.kafka.dead_letter.DeadLetterQueue``)."""
 
     def send(self, message: SourceMessage, reason: str, detail: str) -> None: ...
-    def flush(self, timeout_s: float | None = None) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> FlushResult: ...
     def close(self, timeout_s: float | None = None) -> None: ...
 
 
 class TaggerLike(Protocol):
-    def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]: ...
+    """``bga_mner.tagging.Tagger``: ``prepare`` once per batch, ``infer`` (retried) on what it prepared."""
+
+    def prepare(self, posts: Sequence[Post]) -> list[PreparedPost]: ...
+    def infer(self, prepared: Sequence[PreparedPost]) -> list[TaggedPost | PostError]: ...
 
 
 class SinkLike(Protocol):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from enum import IntEnum
 
@@ -39,7 +39,7 @@ from worker.pipeline.checkpointer import Checkpointer
 from worker.pipeline.dead_letters import DeadLetterRouter
 from worker.pipeline.executor import BatchExecutor, FinishedBatch
 from worker.pipeline.intake import Intake
-from worker.pipeline.items import Item
+from worker.pipeline.items import Item, partition_of
 from worker.pipeline.lag import LagGauge
 from worker.pipeline.ports import Consumer, DeadLetters, SinkLike, TaggerLike
 from worker.pipeline.processing import TagAndWrite
@@ -50,6 +50,8 @@ from worker.settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 _IN_FLIGHT_POLL_S = 0.02  # poll often while batches run, so finished ones are committed promptly
+_POLL_FAILURE_PAUSE_S = 0.2  # between polls that fail (the broker is unreachable)
+_POLL_FAILURE_LOG_EVERY_S = 5.0
 # Shutdown after the grace period, each step bounded: batches told to stop (a Triton call in progress
 # cannot be interrupted), the last dead-letter flush when the grace period left it less, the final
 # commit, closing the consumer (LeaveGroup) and the DLQ producer.
@@ -100,7 +102,7 @@ class StreamRunner:
         self._health = health
         self._clock = clock
         self._intake = Intake(settings.limits)
-        self._checkpointer = Checkpointer(consumer, dead_letters, metrics)
+        self._checkpointer = Checkpointer(consumer, dead_letters, metrics, settings.kafka, clock=clock)
         self._dead_letters = DeadLetterRouter(settings.dlq, self._checkpointer, metrics)
         self._batcher: MicroBatcher[Item] = MicroBatcher(
             settings.batching.max_batch_size, settings.batching.max_wait_ms / 1000, clock=clock
@@ -116,6 +118,7 @@ class StreamRunner:
         self._listener = RebalanceListener()
         self._resume_at: dict[TopicPartition, int] = {}  # first offset not done, of revoked partitions
         self._stop = threading.Event()
+        self._poll_failure_logged_at = float("-inf")
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -136,6 +139,8 @@ class StreamRunner:
     def start(self) -> None:
         """Subscribe to the topics (``run`` does it; tests that call ``step`` themselves call it first)."""
         self._consumer.subscribe(topics=list(self._settings.kafka.topics), listener=self._listener)
+        if self._health is not None:
+            self._health.set_check("loop", True)
 
     def run(self) -> int:
         """Consume until ``request_stop``; return the process exit code."""
@@ -167,7 +172,7 @@ class StreamRunner:
         """One iteration of the loop (``run`` calls it until stopped; tests call it directly)."""
         if self._health is not None:
             self._health.beat()
-        polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms())
+        polled = self._poll()
         rewound = self._apply_rebalances(self._listener.drain())
         if polled:
             owned = self._consumer.assignment()
@@ -186,6 +191,26 @@ class StreamRunner:
         self._backpressure.update(self._executor.backlogged)
         self._lag.observe()
 
+    def _poll(self) -> Mapping[TopicPartition, list[ConsumerRecord]]:
+        """Records of the next poll; none while the broker (or its group coordinator) is unreachable.
+
+        kafka-python raises from ``poll`` when it cannot reach the coordinator or refresh metadata. That
+        is an outage to wait out, not a reason to stop: running batches still finish and are settled,
+        nothing is committed, and the worker resumes where it was once the broker answers again.
+        """
+        try:
+            return self._consumer.poll(timeout_ms=self._poll_timeout_ms())
+        except KafkaError as error:
+            self._metrics.errors.labels(stage="poll").inc()
+            now = self._clock()
+            if now - self._poll_failure_logged_at >= _POLL_FAILURE_LOG_EVERY_S:
+                self._poll_failure_logged_at = now
+                log.warning(
+                    "poll failed (broker unreachable?): retrying", extra={"fields": {"error": repr(error)}}
+                )
+            self._stop.wait(_POLL_FAILURE_PAUSE_S)
+            return {}
+
     def _poll_timeout_ms(self) -> int:
         timeout_s = min(self._settings.kafka.poll_timeout_ms / 1000, self._batcher.seconds_until_due())
         if not self._executor.idle:
@@ -199,6 +224,10 @@ class StreamRunner:
             item = self._intake.parse(record)
         except InvalidInput as invalid:
             self._dead_letters.reject(record, invalid.reason, invalid.detail)
+            return
+        if item is None:  # a tombstone: nothing to tag, nothing wrong
+            self._metrics.tombstones.labels(topic=record.topic).inc()
+            self._checkpointer.done(partition_of(record), [record.offset])
             return
         self._dead_letters.accepted()
         self._batcher.add(item)
@@ -255,8 +284,6 @@ class StreamRunner:
         waiting_dropped, running = self._executor.discard(partitions)
         self._resume_at.update(self._checkpointer.revoke(partitions))
         self._lag.forget(partitions)
-        if self._health is not None:
-            self._health.set_check("kafka", False, "rebalancing")
         log.info(
             "partitions revoked",
             extra={
@@ -281,9 +308,6 @@ class StreamRunner:
         self._resume_at.clear()
         if self._backpressure.paused and partitions:
             self._consumer.pause(*partitions)  # new partitions wait too while batches are backlogged
-        if self._health is not None:
-            assigned = bool(self._consumer.assignment())
-            self._health.set_check("kafka", assigned, "" if assigned else "no partitions assigned")
         log.info(
             "partitions assigned",
             extra={
@@ -313,6 +337,8 @@ class StreamRunner:
         ``shutdown_grace_s + SHUTDOWN_OVERRUN_S``.
         """
         deadline = self._clock() + self._settings.shutdown_grace_s
+        if self._health is not None:
+            self._health.set_check("loop", False, "draining")
         self._submit_leftover()
         log.info("draining", extra={"fields": {"in_flight_batches": self._executor.in_flight}})
         try:
@@ -323,7 +349,9 @@ class StreamRunner:
             if not self._executor.idle:
                 for finished in self._executor.join(_ABORT_WAIT_S):
                     self._harvest(finished)
-            self._checkpointer.settle_dead_letters(timeout_s=max(_MIN_FLUSH_S, deadline - self._clock()))
+            self._checkpointer.settle_dead_letters(
+                timeout_s=max(_MIN_FLUSH_S, deadline - self._clock()), force=True
+            )
             self._checkpointer.commit(timeout_s=_FINAL_COMMIT_S)
         except Exception as exc:  # the drain must end in a commit and a close, whatever failed
             log.error("error while draining: %r", exc)
@@ -335,7 +363,10 @@ class StreamRunner:
         finally:
             self._retrier.abort()
             self._executor.close()
-            self._consumer.close(autocommit=False, timeout_ms=int(_CONSUMER_CLOSE_S * 1000))
+            try:  # LeaveGroup, so the partitions move at once rather than after the session timeout
+                self._consumer.close(autocommit=False, timeout_ms=int(_CONSUMER_CLOSE_S * 1000))
+            except KafkaError as error:
+                log.warning("closing the consumer failed: %r", error)
             self._checkpointer.close(_PRODUCER_CLOSE_S)
         log.info("stopped", extra={"fields": {"exit_code": int(code)}})
         return code

@@ -19,7 +19,7 @@ from worker.kafka.dead_letter import DeadLetterQueue
 from worker.observability.http import Health, HealthServer, serve
 from worker.observability.metrics import WorkerMetrics
 from worker.pipeline.runner import StreamRunner
-from worker.settings import WorkerSettings
+from worker.settings import LIVENESS_FLOOR_S, WorkerSettings
 
 if TYPE_CHECKING:
     from worker.sinks.redis_sink import RedisSink
@@ -49,12 +49,11 @@ def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerSer
     from bga_mner.model_repository import open_repository
     from bga_mner.tagging import Tagger
     from worker.images import FetchingImages, ImageFetcher
-    from worker.inference.circuit import CircuitState
     from worker.inference.triton import TritonBackend
     from worker.sinks.redis_sink import RedisSink, redis_client
 
     metrics = WorkerMetrics()
-    health = Health(heartbeat_timeout_s=max(60.0, settings.shutdown_grace_s * 2))
+    health = Health(heartbeat_timeout_s=max(float(LIVENESS_FLOOR_S), settings.shutdown_grace_s * 2))
     closers: list[Callable[[], None]] = []
     http = serve(settings.metrics_port, metrics, health) if serve_http else None
     if http is not None:
@@ -70,8 +69,7 @@ def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerSer
         backend = TritonBackend(settings.triton, repository.manifest, metrics=metrics)
         closers.append(backend.close)
         backend.check_model()
-        health.add_probe("model", backend.is_ready)
-        health.add_probe("circuit", lambda: backend.circuit.state is not CircuitState.OPEN)
+        metrics.dependency_up.labels(dependency="triton").set_function(lambda: float(backend.is_ready()))
 
         fetcher = ImageFetcher(settings.images) if settings.images.fetch_urls else None
         tagger = Tagger(
@@ -86,7 +84,7 @@ def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerSer
         sink = RedisSink(client, settings.redis, metrics)
         if not sink.ping():
             raise StartupError("Redis does not answer PING (check BGA_REDIS__*)")
-        health.add_probe("redis", sink.ping)
+        metrics.dependency_up.labels(dependency="redis").set_function(lambda: float(sink.ping()))
 
         dead_letters = DeadLetterQueue(
             create_producer(settings.kafka, settings.limits),

@@ -44,9 +44,15 @@ for i = 1, #ARGV - 4 do
   local post_key, marker_key, bucket_key = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
   local r = cjson.decode(ARGV[4 + i])
   if #r.fields > 0 then
-    redis.call('DEL', post_key)
-    redis.call('HSET', post_key, unpack(r.fields))
-    redis.call('EXPIRE', post_key, record_ttl)
+    -- The record of the highest (partition, offset) wins: with several batches in flight, an older
+    -- version of an edited post may finish after a newer one and must not overwrite it.
+    local stored = redis.call('HMGET', post_key, 'partition', 'offset')
+    local sp, so = tonumber(stored[1]), tonumber(stored[2])
+    if not sp or not so or sp < r.partition or (sp == r.partition and so <= r.offset) then
+      redis.call('DEL', post_key)
+      redis.call('HSET', post_key, unpack(r.fields))
+      redis.call('EXPIRE', post_key, record_ttl)
+    end
   end
   if redis.call('SET', marker_key, r.source, 'NX', 'EX', record_ttl) then
     if #r.members > 0 and r.bucket + trending_ttl > now then
@@ -64,10 +70,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - trending_ttl)
 return appended
 """
 
-# How far ahead of this worker's clock a post's created_at may be before it is not believed: a
-# producer's clock may run a little fast, but a date far in the future would create trending
-# buckets (and EXPIREATs) far ahead that nobody reads and that live for as long.
-MAX_CLOCK_SKEW_S = 300.0
 
 # Error replies that describe the server's state at this moment (a failover, a long script, a
 # cluster resharding, memory that eviction or TTLs will free), so a later attempt may succeed.
@@ -178,10 +180,10 @@ class RedisSink:
             return False
 
     def _event_time(self, record: SinkRecord, now: float) -> float:
-        """The post's time for trending, never later than ``now`` plus ``MAX_CLOCK_SKEW_S``.
+        """The post's time for trending, never later than ``now`` plus ``max_clock_skew_s``.
 
         Both the post's ``created_at`` and the Kafka timestamp come from producers; a future one is
-        clamped to the latest plausible time rather than trusted (see ``MAX_CLOCK_SKEW_S``).
+        clamped to the latest plausible time rather than trusted (see ``max_clock_skew_s``).
         """
         if record.created_at is not None:
             created = record.created_at
@@ -192,7 +194,7 @@ class RedisSink:
             event = record.kafka_timestamp_ms / 1000
         else:
             return now
-        return min(event, now + MAX_CLOCK_SKEW_S)
+        return min(event, now + self.settings.max_clock_skew_s)
 
     def _payload(self, record: SinkRecord, bucket: int, processed_at: str) -> dict[str, Any]:
         tagged = record.tagged
@@ -220,6 +222,8 @@ class RedisSink:
             "stream": [item for pair in stream.items() for item in pair],
             "members": members,
             "bucket": bucket,
+            "partition": record.partition,
+            "offset": record.offset,
             "source": f"{record.topic}/{record.partition}/{record.offset}",
         }
 

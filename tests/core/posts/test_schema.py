@@ -105,3 +105,11 @@ def test_huge_message_is_refused_before_parsing() -> None:
         parse_post(message, LIMITS)
     assert caught.value.reason == "oversize"
     assert "bytes" in caught.value.detail
+
+
+def test_an_overlong_post_id_is_refused() -> None:
+    """The id is a Redis key: a 100,000-character id must not become one."""
+    with pytest.raises(InvalidPost) as info:
+        parse_post(raw({"id": "x" * 100_000, "text": "hi"}), LimitSettings())
+    assert info.value.reason == "oversize" and "id has 100000 characters" in info.value.detail
+    assert parse_post(raw({"id": "x" * 256, "text": "hi"}), LimitSettings()).id == "x" * 256

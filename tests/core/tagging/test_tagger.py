@@ -270,3 +270,85 @@ def test_an_input_the_preprocessing_cannot_produce_is_refused_at_start_up(
 def test_rejects_nonsense_batch_size(repository: LoadedRepository, backend: OnnxBackend) -> None:
     with pytest.raises(ValueError):
         Tagger(repository, backend, max_batch_size=0)
+
+
+class ExplodingImages:
+    """An image source that fails in a way nobody planned for (e.g. a URL parser's ValueError)."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def load(self, ref: ImageRef) -> Image.Image | None:
+        self.loads += 1
+        if ref.url == "https://[::1/x":
+            raise ValueError("Invalid IPv6 URL")
+        return None
+
+
+def test_a_post_that_fails_unexpectedly_is_isolated_and_the_batch_goes_on(
+    tiny_image_model_repository: Path,
+) -> None:
+    repository = open_repository(tiny_image_model_repository)
+    images = ExplodingImages()
+    tagger = Tagger(repository, OnnxBackend(repository.version_dir / "model.onnx", threads=1), images=images)
+    bad = Post(id="bad", text="NASA", image=ImageRef(url="https://[::1/x"))
+    results = tagger.tag_with_errors([Post(id="a", text="we saw NASA"), bad, Post(id="b", text="and Paris")])
+    assert [type(r).__name__ for r in results] == ["TaggedPost", "PostError", "TaggedPost"]
+    assert results[1] == PostError("bad", "unprocessable", "ValueError: Invalid IPv6 URL")
+
+
+def test_the_model_call_can_be_repeated_without_repeating_the_per_post_work(
+    tiny_image_model_repository: Path,
+) -> None:
+    """A retry after ``InferenceUnavailable`` calls ``infer`` again: images are not fetched again."""
+    repository = open_repository(tiny_image_model_repository)
+    images = ExplodingImages()
+    flaky = FlakyBackend(OnnxBackend(repository.version_dir / "model.onnx", threads=1), failures=2)
+    tagger = Tagger(repository, flaky, images=images)
+    prepared = tagger.prepare(
+        [Post(id="p", text="we saw NASA", image=ImageRef(url="https://example.com/a.png"))]
+    )
+    for _ in range(2):
+        with pytest.raises(InferenceUnavailable):
+            tagger.infer(prepared)
+    (result,) = tagger.infer(prepared)
+    assert isinstance(result, TaggedPost) and images.loads == 1
+
+
+class FlakyBackend:
+    def __init__(self, backend: OnnxBackend, failures: int) -> None:
+        self._backend = backend
+        self.failures = failures
+
+    def infer(self, inputs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise InferenceUnavailable("down (test)")
+        return self._backend.infer(inputs)
+
+
+class ShapeRecorder:
+    def __init__(self, backend: OnnxBackend) -> None:
+        self._backend = backend
+        self.shapes: list[tuple[int, ...]] = []
+
+    def infer(self, inputs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        self.shapes.append(tuple(inputs["input_ids"].shape))
+        return self._backend.infer(inputs)
+
+
+def test_requests_respect_the_engines_minimum_length_and_maximum_batch(
+    repository: LoadedRepository, backend: OnnxBackend
+) -> None:
+    """A TensorRT profile of 8..128 subwords refuses "gm" (3 subwords): the manifest says so, the
+    tagger pads up to it, and never sends more windows than the engine's maximum batch."""
+    engine = dataclasses.replace(
+        repository, manifest=repository.manifest.model_copy(update={"min_length": 8, "max_batch_size": 2})
+    )
+    recorder = ShapeRecorder(backend)
+    tagged = Tagger(engine, recorder, max_batch_size=32).tag(_posts(["gm", "gm", "gm", "we saw NASA"]))
+    assert all(length >= 8 for _, length in recorder.shapes)
+    assert all(batch <= 2 for batch, _ in recorder.shapes)
+    assert _as_dicts(tagged) == _as_dicts(
+        Tagger(repository, backend).tag(_posts(["gm", "gm", "gm", "we saw NASA"]))
+    )

@@ -23,9 +23,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from bga_mner.decoding import Entity
+from bga_mner.inference import InferenceRejected
 from bga_mner.posts import Post
-from bga_mner.tagging import PostError, TaggedPost
-from worker.kafka.dead_letter import SourceMessage
+from bga_mner.tagging import PostError, PreparedPost, TaggedPost
+from worker.kafka.dead_letter import FlushResult, SourceMessage
 from worker.sinks.redis_sink import SinkRecord
 
 T = TypeVar("T")
@@ -82,6 +83,7 @@ class FakeConsumer:
         self.closed = False
         self.polls = 0
         self.on_poll: Callable[[int], None] | None = None  # called with the poll count, before polling
+        self.poll_errors: list[KafkaError] = []  # raised by the next polls, one each (a broker outage)
 
     # -- test controls -----------------------------------------------------------------------------
     def rebalance(self, partitions: set[TopicPartition]) -> None:
@@ -99,6 +101,8 @@ class FakeConsumer:
         self.polls += 1
         if self.on_poll is not None:
             self.on_poll(self.polls)
+        if self.poll_errors:
+            raise self.poll_errors.pop(0)
         if self._pending_assignment is not None:
             self._apply_rebalance(self._pending_assignment)
             self._pending_assignment = None
@@ -170,10 +174,12 @@ class FakeDeadLetters:
     def send(self, message: SourceMessage, reason: str, detail: str) -> None:
         self.sent.append((reason, message))
 
-    def flush(self, timeout_s: float | None = None) -> None:
+    def flush(self, timeout_s: float | None = None) -> FlushResult:
+        waiting = [(reason, message) for reason, message in self.sent if (reason, message) not in self.acked]
         if self.flush_error is not None:
-            raise self.flush_error
-        self.acked = list(self.sent)
+            return FlushResult([], [(message, repr(self.flush_error)) for _, message in waiting])
+        self.acked.extend(waiting)
+        return FlushResult([message for _, message in waiting], [])
 
     def close(self, timeout_s: float | None = None) -> None:
         self.closed = True
@@ -218,20 +224,38 @@ class InlineExecutor(ManualExecutor):
         return future
 
 
-class ScriptedTagger:
-    """Tags each capitalised word as a PER entity; ``fail_with`` makes the next calls raise it."""
+class SimpleTagger:
+    """The ``prepare``/``infer`` pair of ``bga_mner.tagging.Tagger`` over a test's ``tag_with_errors``."""
+
+    def prepare(self, posts: Sequence[Post]) -> list[PreparedPost]:
+        return [PreparedPost(post) for post in posts]
+
+    def infer(self, prepared: Sequence[PreparedPost]) -> list[TaggedPost | PostError]:
+        return self.tag_with_errors([one.post for one in prepared])
+
+    def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]:
+        raise NotImplementedError
+
+
+class ScriptedTagger(SimpleTagger):
+    """Tags each capitalised word as a PER entity; ``fail_with`` makes the next calls raise it;
+    ``rejects`` are post ids the model refuses (any request that contains one is rejected)."""
 
     def __init__(self) -> None:
         self.fail_with: BaseException | None = None
         self.fail_times = 0
         self.calls = 0
         self.untaggable: set[str] = set()  # post ids answered with a PostError
+        self.rejects: set[str] = set()
 
     def tag_with_errors(self, posts: Sequence[Post]) -> list[TaggedPost | PostError]:
         self.calls += 1
         if self.fail_with is not None and self.fail_times > 0:
             self.fail_times -= 1
             raise self.fail_with
+        refused = [post.id for post in posts if post.id in self.rejects]
+        if refused:
+            raise InferenceRejected(f"INVALID_ARGUMENT: cannot take {refused} (test)")
         out: list[TaggedPost | PostError] = []
         for post in posts:
             if post.id in self.untaggable:

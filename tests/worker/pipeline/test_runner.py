@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from bga_mner.inference import InferenceRejected, InferenceUnavailable
 from tests.worker.pipeline.fakes import (
@@ -35,6 +35,7 @@ from worker.settings import (
     RetrySettings,
     WorkerSettings,
 )
+from worker.sinks.redis_sink import SinkRejected
 
 TOPIC = "posts"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
@@ -110,11 +111,12 @@ def test_bad_messages_are_dead_lettered_and_committed_only_after_their_ack() -> 
     rig.broker.produce(TOPIC, 0, post_json("good-1"))
     rig.dead_letters.flush_error = KafkaTimeoutError("no ack (test)")
 
-    assert rig.run_until(lambda polls: polls > 2) == ExitCode.FATAL
+    assert rig.run_until(lambda polls: polls > 2) == ExitCode.OK  # the DLQ's broker being away is no crash
     assert [reason for reason, _ in rig.dead_letters.sent] == ["invalid_json"]
     assert rig.dead_letters.acked == []
     # good-0 is done, but the unacknowledged dead letter at offset 1 holds the commit back.
-    assert rig.broker.committed.get(P0, 0) <= 1
+    assert rig.broker.committed == {P0: 1}
+    assert rig.metric('bga_mner_errors_total{stage="dead_letter"}')
 
 
 def test_a_dead_letter_is_committed_once_acknowledged() -> None:
@@ -125,7 +127,19 @@ def test_a_dead_letter_is_committed_once_acknowledged() -> None:
     assert rig.run_until(lambda polls: polls > 2) == ExitCode.OK
     assert [reason for reason, _ in rig.dead_letters.acked] == ["invalid_json"]
     assert rig.broker.committed == {P0: 3}
-    assert rig.metric('bga_mner_dead_letter_total{reason="tombstone"} 1.0')
+    assert rig.metric('bga_mner_tombstones_total{topic="posts"} 1.0')
+    assert 'reason="tombstone"' not in rig.metrics.exposition().decode()
+
+
+def test_a_burst_of_tombstones_never_trips_the_dead_letter_limit() -> None:
+    rig = Rig()  # max_consecutive=5
+    for _ in range(50):
+        rig.broker.produce(TOPIC, 0, None)
+    rig.broker.produce(TOPIC, 0, post_json("after-the-deletes"))
+    assert rig.run_until(lambda polls: polls > 2) == ExitCode.OK
+    assert rig.dead_letters.sent == []
+    assert list(rig.sink.records) == ["after-the-deletes"]
+    assert rig.broker.committed == {P0: 51}
 
 
 def test_nothing_is_committed_past_a_batch_that_has_not_finished() -> None:
@@ -174,14 +188,36 @@ def test_transient_failures_are_retried_in_the_batch_and_nothing_is_lost() -> No
     assert rig.broker.committed == {P0: 4}
 
 
-def test_a_rejected_batch_stops_the_worker_and_commits_none_of_it() -> None:
+def test_a_rejected_write_stops_the_worker_and_commits_none_of_it() -> None:
     rig = Rig()
     rig.produce(0, 4)
-    rig.tagger.fail_with, rig.tagger.fail_times = InferenceRejected("wrong shapes (test)"), 99
+    rig.sink.fail_with, rig.sink.fail_times = SinkRejected("WRONGTYPE (test)"), 99
     assert rig.run_until(lambda polls: polls > 5) == ExitCode.FATAL
     assert rig.sink.records == {}
     assert rig.broker.committed == {}
     assert rig.consumer.closed
+
+
+def test_posts_the_model_refuses_are_found_by_bisection_and_dead_lettered() -> None:
+    rig = Rig(settings(max_batch_size=8))
+    rig.produce(0, 8)
+    rig.tagger.rejects = {"p0-2", "p0-5"}
+    assert rig.run_until(lambda polls: polls > 2) == ExitCode.OK
+    assert sorted(rig.sink.records) == [f"p0-{i}" for i in (0, 1, 3, 4, 6, 7)]
+    assert sorted((reason, message.value) for reason, message in rig.dead_letters.acked) == [
+        ("rejected_by_model", post_json("p0-2")),
+        ("rejected_by_model", post_json("p0-5")),
+    ]
+    assert rig.broker.committed == {P0: 8}
+
+
+def test_a_model_that_refuses_everything_trips_the_dead_letter_limit() -> None:
+    rig = Rig(settings(max_batch_size=4))
+    rig.produce(0, 12)
+    rig.tagger.fail_with, rig.tagger.fail_times = InferenceRejected("wrong shapes (test)"), 10_000
+    assert rig.run_until(lambda polls: polls > 5) == ExitCode.DEAD_LETTER_LIMIT
+    assert rig.sink.records == {}
+    assert rig.broker.committed.get(P0, 0) <= 5
 
 
 def test_untaggable_posts_are_dead_lettered_and_the_batch_goes_on() -> None:
@@ -245,6 +281,16 @@ def test_a_failed_commit_is_counted_and_retried_on_the_next_step() -> None:
     rig.consumer.commit_error = None
     runner.step()
     assert rig.broker.committed == {P0: 2}
+
+
+def test_an_unreachable_broker_is_waited_out_not_a_crash() -> None:
+    """kafka-python raises from poll() when the coordinator or the metadata cannot be reached."""
+    rig = Rig()
+    rig.produce(0, 3)
+    rig.consumer.poll_errors = [KafkaConnectionError("socket disconnected (test)") for _ in range(5)]
+    assert rig.run_until(lambda polls: polls > 8) == ExitCode.OK
+    assert rig.broker.committed == {P0: 3}
+    assert rig.metric('bga_mner_errors_total{stage="poll"} 5.0')
 
 
 def test_the_rebalance_listener_never_touches_the_consumer() -> None:

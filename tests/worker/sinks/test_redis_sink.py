@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import threading
@@ -23,7 +24,6 @@ from bga_mner.tagging import TaggedPost
 from worker.observability.metrics import WorkerMetrics
 from worker.settings import RedisSettings
 from worker.sinks.redis_sink import (
-    MAX_CLOCK_SKEW_S,
     RedisSink,
     SinkRecord,
     SinkRejected,
@@ -127,6 +127,20 @@ def test_a_duplicated_post_is_counted_once(sink: RedisSink, client: redis.Redis)
 
 
 @pytest.mark.integration
+def test_an_older_version_finishing_later_never_overwrites_a_newer_one(sink: RedisSink) -> None:
+    """Two batches in flight: the edit at offset 41 is written first, the original (offset 40) after it."""
+    edited = _record("edited", [_entity("Berlin", "LOC")], 41)
+    original = _record("edited", [_entity("Bonn", "LOC")], 40)
+    sink.write_batch([edited])
+    sink.write_batch([original])
+    stored = sink.reader.record("edited")
+    assert stored is not None and stored["offset"] == 41 and stored["entities"][0]["text"] == "Berlin"
+    later_partition = dataclasses.replace(original, partition=2, offset=3)
+    sink.write_batch([later_partition])  # (2, 3) > (1, 41): the highest (partition, offset) wins
+    assert sink.reader.record("edited")["offset"] == 3  # type: ignore[index]
+
+
+@pytest.mark.integration
 def test_bucket_falls_back_to_the_kafka_timestamp(sink: RedisSink) -> None:
     late = T0 + timedelta(minutes=5)
     record = SinkRecord(
@@ -166,12 +180,13 @@ def test_a_post_from_the_future_is_bucketed_no_later_than_now_plus_the_skew(
     future = datetime.now(UTC) + timedelta(days=365)
     before = time.time()
     assert sink.write_batch([_record("future", [_entity("Mars", "LOC")], 7, created_at=future)]) == 1
-    latest = bucket_start(time.time() + MAX_CLOCK_SKEW_S, sink.settings.trending_bucket_seconds)
+    skew, width = sink.settings.max_clock_skew_s, sink.settings.trending_bucket_seconds
+    latest = bucket_start(time.time() + skew, width)
     (bucket,) = sink.reader.buckets()
-    assert bucket_start(before + MAX_CLOCK_SKEW_S, sink.settings.trending_bucket_seconds) <= bucket <= latest
+    assert bucket_start(before + skew, width) <= bucket <= latest
     assert sink.reader.top_trending(bucket) == [("LOC", "mars", 1)]
     expires_in = client.ttl(sink.keys.trending(bucket))
-    assert 0 < expires_in <= sink.settings.trending_ttl_seconds + MAX_CLOCK_SKEW_S
+    assert 0 < expires_in <= sink.settings.trending_ttl_seconds + sink.settings.max_clock_skew_s
     assert sink.reader.record("future")["created_at"] == future.isoformat()  # type: ignore[index]
 
 
