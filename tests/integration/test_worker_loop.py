@@ -160,9 +160,11 @@ def test_rebalances_lose_and_double_count_nothing(settings_for: Callable[..., Wo
     settings = settings_for(
         partitions=3, batching={"max_batch_size": 10, "max_wait_ms": 20, "max_in_flight_batches": 2}
     )
-    posts = make_posts(400)
+    # Long enough (about 10 s for the first worker alone) that the stream outlasts the second
+    # worker's join even on a loaded machine: a partition it gets must still hold work.
+    posts = make_posts(2000)
     produce_posts(settings.kafka.bootstrap_servers[0], settings.kafka.topics[0], posts)
-    first_tagger, second_tagger = RuleTagger(seconds_per_batch=0.05), RuleTagger(seconds_per_batch=0.05)
+    first_tagger, second_tagger = RuleTagger(seconds_per_batch=0.1), RuleTagger(seconds_per_batch=0.05)
     first, sink, _ = build_runner(settings, first_tagger)
     with captured_logs("worker.pipeline.runner") as logs:
         workers = [RunnerThread(first)]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from bga_mner.errors import InvalidInput
 from bga_mner.images import decode_image
 from bga_mner.posts import InvalidPost, LimitSettings, parse_post
 from bga_mner.stack.local import LocalStack
+from tests.core.images.test_decode import png_bomb
 from tests.integration.worker_support import produce, serve_tiny_model, wait_until
 from tests.reliability.conftest import Figures
 from tests.reliability.harness import ProxiedBroker, dead_letter_reasons, rig, worker_log_tail
@@ -36,26 +35,6 @@ def _image(fmt: str, size: tuple[int, int] = (16, 16), **options: Any) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 40, 40)).save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A few hundred bytes whose header claims ``width x height`` pixels (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
-        + chunk(b"IEND", b"")
-    )
 
 
 def _b64(data: bytes) -> str:
@@ -159,12 +138,12 @@ def corpus() -> list[Case]:
         ),
         (
             "img-bomb",
-            _post("img-bomb", image={"data": _b64(_png_claiming(100_000, 100_000))}),
+            _post("img-bomb", image={"data": _b64(png_bomb(100_000, 100_000))}),
             "dlq:image_too_large",
         ),
         (
             "img-giant",
-            _post("img-giant", image={"data": _b64(_png_claiming(30_000, 1_000))}),
+            _post("img-giant", image={"data": _b64(png_bomb(30_000, 1_000))}),
             "dlq:image_too_large",
         ),
         ("img-svg", _post("img-svg", image={"data": _b64(svg)}), "dlq:undecodable_image"),

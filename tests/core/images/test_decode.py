@@ -20,7 +20,7 @@ def png(width: int, height: int, color: tuple[int, int, int] = (200, 30, 30)) ->
     return buffer.getvalue()
 
 
-def _png_bomb(width: int, height: int) -> bytes:
+def png_bomb(width: int, height: int) -> bytes:
     """A tiny PNG that claims ``width x height`` pixels: its IDAT is zlib of zeros (compresses ~1000:1)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -49,7 +49,7 @@ def test_rejects_too_many_bytes() -> None:
 
 
 def test_rejects_a_decompression_bomb_before_decoding_pixels() -> None:
-    bomb = _png_bomb(100_000, 100_000)  # 10 gigapixels in a few hundred bytes
+    bomb = png_bomb(100_000, 100_000)  # 10 gigapixels in a few hundred bytes
     assert len(bomb) < 10_000
     with pytest.raises(ImageError) as info:
         decode_image(bomb, LimitSettings(max_image_pixels=4096 * 4096))
