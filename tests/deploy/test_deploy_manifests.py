@@ -261,7 +261,8 @@ def test_worker_config_is_what_the_worker_accepts(
 
 
 def test_production_redis_fits_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Production runs compact mode (docs/capacity.md): markers outlive trending by a bucket and the clock-skew allowance, no records."""
+    """Production runs compact mode (docs/capacity.md): no records; markers outlive trending by a
+    bucket and the clock-skew allowance."""
     manifests = render_overlay("production")
     secrets = {"BGA_KAFKA__SASL_USERNAME": "u", "BGA_KAFKA__SASL_PASSWORD": "p"}
     redis = _settings_from(config_data(manifests, "bga-mner-worker"), monkeypatch, secrets).redis

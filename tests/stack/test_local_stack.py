@@ -70,7 +70,7 @@ def test_a_model_triton_cannot_load_is_reported_in_one_line_with_its_reason(tmp_
     (version / "model.py").write_text(
         "class TritonPythonModel:\n"
         "    def initialize(self, args):\n"
-        "        raise RuntimeError(\"never reached: the stub fails first\")\n"
+        '        raise RuntimeError("never reached: the stub fails first")\n'
     )
     stack = LocalStack(tmp_path / "state", ready_timeout=60.0, die_with_parent=True)
     with pytest.raises(StackError) as caught:
