@@ -150,7 +150,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 del entry["tags"]
             results[dataset] = {
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "command": " ".join(["benchmarks/quantization.py", *sys.argv[1:]]),
+                "command": " ".join(
+                    [
+                        "benchmarks/quantization.py",
+                        *(f"<{Path(a).name}>" if Path(a).is_absolute() else a for a in sys.argv[1:]),
+                    ]
+                ),
                 "split": args.split,
                 "sentences": len(sentences),
                 "windows": len(flat),
@@ -161,9 +166,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "sentences_with_identical_tags": agreement / max(1, len(sentences)),
             }
     return {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": args.checkpoint.name,  # the run's name, never a machine path
         "card": {
-            "backbone": bundle.card.backbone,
+            "backbone": Path(str(bundle.card.backbone)).name,
             "dataset": bundle.card.dataset,
             "dev_f1": bundle.card.dev_f1,
             "test_f1": bundle.card.test_f1,
@@ -195,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     previous = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else None
-    if previous is not None and previous.get("checkpoint") != str(args.checkpoint):
+    if previous is not None and previous.get("checkpoint") != args.checkpoint.name:
         parser.error(
             f"--merge: {args.out} was measured on {previous.get('checkpoint')}, not {args.checkpoint}"
         )

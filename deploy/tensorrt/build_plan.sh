@@ -9,9 +9,17 @@
 # The optimisation profile covers batch 1..max_batch_size (from config.pbtxt) x sequence
 # min_length..max_length (both from manifest.json), FP16, like training/export/tensorrt_build.py.
 #
+# After the build, plan_parity.py (next to this script) runs the plan on the fixed parity posts the
+# export stored in plan_parity.npz and compares with the fp32 ONNX Runtime reference stored there:
+# emissions within PARITY_ATOL and identical tags (entities) on PARITY_MIN_IDENTICAL of the posts.
+# A plan that fails (or whose check cannot run) is removed and the script exits 1, so a plan that tags
+# differently is never served. A repository exported before this check (no plan_parity.npz) is built
+# with a warning instead.
+#
 # Usage: build_plan.sh REPOSITORY [MODEL_NAME=bga_mner] [VERSION=latest]
 # Env:   OPT_BATCH (max/2), OPT_LENGTH (min(64, max)), WORKSPACE_MIB (4096),
-#        TRTEXEC (trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), FORCE=1 to rebuild.
+#        TRTEXEC (trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), FORCE=1 to rebuild,
+#        PARITY_ATOL (0.25), PARITY_MIN_IDENTICAL (1.0), SKIP_PARITY=1 to skip the check (not advised).
 set -euo pipefail
 
 repository=${1:?usage: build_plan.sh REPOSITORY [MODEL_NAME] [VERSION]}
@@ -44,12 +52,41 @@ opt_length=${OPT_LENGTH:-$(( max_length < 64 ? max_length : 64 ))}
 trtexec=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}
 
 shape() { echo "input_ids:$1x$2,attention_mask:$1x$2,casing_ids:$1x$2"; }
+# The sampler's scorers and rank selection stay fp32 in the FP16 plan (export lists their layers in
+# fp32_layers.txt): fp16 rounding there can change which tokens the sampler keeps.
+precision_args=()
+if [ -s "$version_dir/fp32_layers.txt" ]; then
+  layers=$(sed -e 's/$/:fp32/' "$version_dir/fp32_layers.txt" | paste -sd, -)
+  precision_args=(--precisionConstraints=prefer "--layerPrecisions=$layers")
+  echo "build_plan: $(wc -l < "$version_dir/fp32_layers.txt") sampler layers kept in fp32"
+fi
 echo "build_plan: $onnx -> $plan, batch 1..$max_batch (opt $opt_batch), sequence $min_length..$max_length (opt $opt_length), FP16"
 # Build to a temporary name and rename: Triton never sees a half-written plan.
 "$trtexec" --onnx="$onnx" --saveEngine="$plan.tmp" --fp16 \
   --minShapes="$(shape 1 "$min_length")" \
   --optShapes="$(shape "$opt_batch" "$opt_length")" \
   --maxShapes="$(shape "$max_batch" "$max_length")" \
-  --memPoolSize=workspace:"${WORKSPACE_MIB:-4096}"M --skipInference
+  --memPoolSize=workspace:"${WORKSPACE_MIB:-4096}"M --skipInference ${precision_args[@]+"${precision_args[@]}"}
 mv -f "$plan.tmp" "$plan"
 echo "build_plan: wrote $plan ($(stat -c %s "$plan") bytes)"
+
+if [ "${SKIP_PARITY:-0}" = 1 ]; then
+  echo "build_plan: SKIP_PARITY=1: the plan was NOT compared with ONNX Runtime"; exit 0
+fi
+if [ ! -f "$version_dir/plan_parity.npz" ]; then
+  # Exports made before the check existed carry no reference; every export since writes one.
+  echo "build_plan: WARNING: no $version_dir/plan_parity.npz (an older export): the plan was NOT compared with ONNX Runtime" >&2
+  exit 0
+fi
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+set +e
+python3 "$script_dir/plan_parity.py" "$version_dir" \
+  --atol "${PARITY_ATOL:-0.25}" --min-identical "${PARITY_MIN_IDENTICAL:-1.0}"
+status=$?
+set -e
+if [ "$status" -ne 0 ]; then
+  rm -f "$plan"
+  echo "build_plan: parity check failed or could not run (status $status); removed $plan" >&2
+  exit 1
+fi
+echo "build_plan: parity with ONNX Runtime holds"

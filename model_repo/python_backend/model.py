@@ -9,7 +9,14 @@ Requests that Triton's dynamic batcher groups are concatenated along the batch a
 one ONNX Runtime call; requests with different sequence lengths are right-padded with zeros to
 the longest (attention masks pad with 0, so padded positions are ignored) and each response is cut
 back to its own length. Optional config parameters: ONNX_FILE (default model.onnx),
-INTRA_OP_THREADS (default: ONNX Runtime's choice).
+INTRA_OP_THREADS (default 1).
+
+ONNX Runtime session options (``session_options``; the same choices as
+``bga_mner.inference.onnx_local.session_options``, which this isolated file cannot import, and a
+test keeps the two equal): the configured intra-op threads, one inter-op thread, sequential
+execution, no spinning (idle pool threads sleep instead of busy-waiting on cores that Triton's own
+threads and, on a shared CPU machine, the worker need), and ``ORT_ENABLE_ALL`` graph optimisation
+(constant folding and ONNX Runtime's online transformer fusions).
 
 numpy 2 silently corrupts tensors crossing this backend's shared memory (measured: empty
 outputs, wrong input values, no error), so `initialize` refuses to start under numpy >= 2.
@@ -26,7 +33,20 @@ import numpy.typing as npt
 import triton_python_backend_utils as pb_utils
 
 PAD_VALUE = 0
+DEFAULT_INTRA_OP_THREADS = 1
 Array = npt.NDArray[Any]
+
+
+def session_options(ort: Any, threads: int | None = None) -> Any:
+    """The ``onnxruntime.SessionOptions`` this model runs with (see the module doc)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = DEFAULT_INTRA_OP_THREADS if threads is None else max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
 
 
 def check_numpy(version: str | None = None) -> None:
@@ -86,10 +106,8 @@ class TritonPythonModel:
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{self.name}: no ONNX file at {onnx_path}")
 
-        options = ort.SessionOptions()
         threads = parameters.get("INTRA_OP_THREADS", "")
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        options = session_options(ort, int(threads) if threads else None)
         providers: list[Any] = ["CPUExecutionProvider"]
         if (
             args.get("model_instance_kind") == "GPU"

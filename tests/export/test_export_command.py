@@ -105,7 +105,7 @@ def test_versions_are_never_overwritten_silently(
 ) -> None:
     export(tiny_checkpoint, tmp_path, "onnxruntime", "--no-parity")
     export(tiny_checkpoint, tmp_path, "onnxruntime", "--no-parity")  # next free version
-    assert sorted(p.name for p in (tmp_path / "bga_mner").iterdir() if p.is_dir()) == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "bga_mner").iterdir() if p.name.isdigit()) == ["1", "2"]
     code = cli_main(
         [
             "export",
@@ -163,10 +163,14 @@ def test_tensorrt_skip_plan_writes_what_the_plan_build_job_needs(
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert config.max_batch_size == 32
     assert sorted(p.name for p in (model_dir / "1").iterdir()) == [
+        "fp32_layers.txt",
         "manifest.json",
         "model.onnx",
+        "plan_parity.npz",
         "tokenizer.json",
     ]
+    pinned = (model_dir / "1" / "fp32_layers.txt").read_text().split()
+    assert pinned and all(name.startswith("/model/scorers.") for name in pinned)
     manifest = json.loads((model_dir / "1" / "manifest.json").read_text())
     assert manifest["target"] == "tensorrt" and manifest["card"]["extra"]["precision"] == "fp16"
     assert "build_plan.sh" in manifest["card"]["extra"]["plan"]
@@ -179,16 +183,29 @@ def test_tensorrt_skip_plan_writes_what_the_plan_build_job_needs(
     fake.chmod(0o755)
     result = subprocess.run(
         ["bash", str(ROOT / "deploy/tensorrt/build_plan.sh"), str(tmp_path)],
-        env={**os.environ, "TRTEXEC": str(fake)},
+        env={**os.environ, "TRTEXEC": str(fake), "SKIP_PARITY": "1"},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert (
-        "--maxShapes=input_ids:32x24,attention_mask:32x24,casing_ids:32x24" in (tmp_path / "args").read_text()
-    )
+    assert "NOT compared" in result.stdout
+    trtexec_args = (tmp_path / "args").read_text()
+    assert "--maxShapes=input_ids:32x24,attention_mask:32x24,casing_ids:32x24" in trtexec_args
+    assert "--precisionConstraints=prefer" in trtexec_args
+    assert f"--layerPrecisions={pinned[0]}:fp32," in trtexec_args
     assert (model_dir / "1" / "model.plan").exists()
+    # Without TensorRT/Polygraphy here the plan-vs-ONNX check cannot run: the plan must not stay.
+    result = subprocess.run(
+        ["bash", str(ROOT / "deploy/tensorrt/build_plan.sh"), str(tmp_path)],
+        env={**os.environ, "TRTEXEC": str(fake), "FORCE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "parity check failed" in result.stderr
+    assert not (model_dir / "1" / "model.plan").exists()
 
 
 @pytest.mark.parametrize(

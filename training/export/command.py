@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from training.export.targets import PYTHON_BACKEND_MODEL, Target
-from training.export.tensorrt_build import TensorRTUnavailable
+from training.export.tensorrt_build import MIN_SEQUENCE, TensorRTUnavailable
 
 if TYPE_CHECKING:
     from bga_mner.model_repository import Manifest
     from training.checkpoint import InferenceBundle
+    from training.export.precision import PrecisionChoice
 
 InstanceKind = Literal["KIND_AUTO", "KIND_CPU", "KIND_GPU"]
 DEFAULT_KIND: dict[Target, InstanceKind] = {
@@ -44,7 +45,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-length", type=int, default=None, help="subwords per window (default: the checkpoint's)"
     )
-    parser.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU targets only)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "int8"],
+        default="auto",
+        help="CPU targets: auto = int8 when its dev F1 is within 0.3 of fp32's, else fp32 (measured on "
+        "the checkpoint's dev split, recorded in the card); tensorrt builds an FP16 plan from the fp32 graph",
+    )
+    parser.add_argument("--int8", action="store_true", help="same as --precision int8")
+    parser.add_argument(
+        "--graph",
+        choices=["lean", "training"],
+        default="lean",
+        help="lean = the inference graph rebuilt from the trained weights (training/export/lean.py); "
+        "training = BGAMNER.emissions_text_only as the trainer runs it",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="benchmark data for --precision auto (default: BGA_DATA_DIR)",
+    )
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"], default=None)
     parser.add_argument("--instances", type=int, default=1, help="Triton model instances")
@@ -75,7 +96,9 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _check_arguments(args: argparse.Namespace, target: Target) -> str | None:
-    if args.int8 and target is Target.TENSORRT:
+    if args.int8:
+        args.precision = "int8"
+    if args.precision == "int8" and target is Target.TENSORRT:
         return "--int8 is for the CPU targets (onnxruntime, python); TensorRT INT8 needs calibration"
     if args.skip_plan and target is not Target.TENSORRT:
         return "--skip-plan only applies to --target tensorrt"
@@ -146,10 +169,19 @@ def _export(args: argparse.Namespace, target: Target) -> int:
     from bga_mner.preprocessing import SubwordEncoder
     from training.checkpoint import load_for_inference
     from training.export import parity
+    from training.export.lean import FP32_NODE_PREFIXES
     from training.export.onnx_export import export_onnx
-    from training.export.quantize import quantize_int8
+    from training.export.plan_parity_data import PARITY_FILE, write_plan_parity
+    from training.export.precision import INT8
     from training.export.repository_writer import StagedVersion, next_version
-    from training.export.tensorrt_build import PlanProfile, build_plan
+    from training.export.tensorrt_build import (
+        FP32_LAYERS_FILE,
+        PlanProfile,
+        build_plan,
+        sequence_buckets,
+        write_fp32_layers,
+    )
+    from training.export.warmup import with_warmup_files
 
     began = time.monotonic()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -167,9 +199,11 @@ def _export(args: argparse.Namespace, target: Target) -> int:
         StagedVersion(args.out, args.model_name, version, force=args.force) as staged,
         tempfile.TemporaryDirectory() as scratch,
     ):
-        onnx_path = export_onnx(bundle.module, Path(scratch) / "model.fp32.onnx", opset=args.opset)
-        if args.int8:
-            onnx_path = quantize_int8(onnx_path, Path(scratch) / "model.int8.onnx")
+        graph, graph_note = _inference_graph(bundle, args.graph)
+        print(f"graph: {graph_note}")
+        fp32_path = export_onnx(graph, Path(scratch) / "model.fp32.onnx", opset=args.opset)
+        choice = _precision(args, target, bundle, fp32_path, Path(scratch), max_length)
+        onnx_path = Path(scratch) / "model.int8.onnx" if choice.precision == INT8 else fp32_path
         staged.add_file(onnx_path, "model.onnx")
 
         card: dict[str, Any] = {
@@ -177,13 +211,18 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             "dataset": bundle.card.dataset,
             "epoch": bundle.card.epoch,
             "training_git_commit": bundle.card.git_commit,
-            "precision": "int8-dynamic" if args.int8 else ("fp16" if target is Target.TENSORRT else "fp32"),
+            "graph": graph_note,
+            "precision": choice.precision if target is not Target.TENSORRT else "fp16",
+            "precision_choice": choice.to_card(),
             "onnx_opset": args.opset,
             "max_batch_size": args.max_batch_size,
         }
+        if target is Target.TENSORRT:
+            card["sequence_buckets"] = list(sequence_buckets(max_length))
         if not args.no_parity:
             # The candidate is what is about to be published: this manifest (its labels, window sizes
-            # and serialised CRF) with the graph behind the worker's own ONNX Runtime backend.
+            # and serialised CRF) with the graph behind the worker's own ONNX Runtime backend. The fp32
+            # graph must reproduce the training graph; an int8 graph is reported, not held to it.
             manifest = _manifest(args, target, version, max_length, bundle, card, began)
             candidate_repo = LoadedRepository(
                 manifest,
@@ -194,25 +233,56 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             reference = parity.tag_posts(
                 parity.checkpoint_repository(bundle, manifest, max_length), parity.TorchBackend(bundle.module)
             )
-            candidate = parity.tag_posts(candidate_repo, OnnxBackend(onnx_path, threads=2))
-            report = parity.compare(reference, candidate, None if args.int8 else 1e-4)
-            print(f"parity (ONNX Runtime vs PyTorch, through bga_mner.tagging.Tagger): {report.summary()}")
-            if not report.ok and not args.int8:
-                print("\n".join(report.details[:10]), file=sys.stderr)
-                return _fail("the exported graph does not reproduce the PyTorch model; nothing written", 1)
-            card["parity"] = {
-                "posts": report.posts,
-                "max_abs_diff": report.max_abs_diff,
-                "identical_posts": report.posts - len(report.mismatched_posts),
-            }
+            for name, path in (("fp32", fp32_path), ("int8", onnx_path)):
+                if name == "int8" and path == fp32_path:
+                    continue
+                candidate = parity.tag_posts(candidate_repo, OnnxBackend(path, threads=2))
+                tolerance = 1e-4 if name == "fp32" else None
+                report = parity.compare(reference, candidate, tolerance)
+                print(
+                    f"parity ({name} ONNX Runtime vs PyTorch training graph, through the Tagger): "
+                    f"{report.summary()}"
+                )
+                if not report.ok and tolerance is not None:
+                    print("\n".join(report.details[:10]), file=sys.stderr)
+                    return _fail(
+                        "the exported graph does not reproduce the PyTorch model; nothing written", 1
+                    )
+                card["parity" if name == "fp32" else "parity_int8"] = {
+                    "posts": report.posts,
+                    "max_abs_diff": report.max_abs_diff,
+                    "identical_posts": report.posts - len(report.mismatched_posts),
+                }
 
         if target is Target.PYTHON:
             staged.add_file(PYTHON_BACKEND_MODEL, "model.py")
+        fp32_layers: list[str] = []
+        if target is Target.TENSORRT:  # the sampler's layers stay fp32 in the FP16 plan
+            fp32_layers = write_fp32_layers(
+                onnx_path, staged.version_dir / FP32_LAYERS_FILE, FP32_NODE_PREFIXES
+            )
         if target is Target.TENSORRT and not args.skip_plan:
             build_plan(
-                onnx_path, staged.version_dir / "model.plan", PlanProfile(args.max_batch_size, max_length)
+                onnx_path,
+                staged.version_dir / "model.plan",
+                PlanProfile(args.max_batch_size, max_length, min_length=MIN_SEQUENCE),
+                fp32_layers=fp32_layers,
             )
 
+        if target is Target.TENSORRT:
+            # What deploy/tensorrt/plan_parity.py checks the plan against, where it is built.
+            write_plan_parity(
+                LoadedRepository(
+                    _manifest(args, target, version, max_length, bundle, card, began),
+                    SubwordEncoder.from_file(bundle.tokenizer_json, max_length, bundle.stride),
+                    bundle.crf,
+                    staged.version_dir,
+                ),
+                fp32_path,
+                staged.version_dir / PARITY_FILE,
+                sequence_buckets(max_length),
+                args.max_batch_size,
+            )
         if target is Target.TENSORRT and args.skip_plan:
             card["plan"] = "not built: run deploy/tensorrt/build_plan.sh in the serving TensorRT container"
         manifest = _manifest(args, target, version, max_length, bundle, card, began)
@@ -233,7 +303,15 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             parameters=parameters,
             warmup_length=min(32, max_length),
         )
-        version_dir = staged.commit(manifest, bundle.tokenizer_json, config, links)
+        warmup_files: dict[str, bytes] = {}
+        if target is Target.TENSORRT:  # real-text warm-up per sequence bucket (training/export/warmup.py)
+            config, warmup_files = with_warmup_files(
+                config,
+                bundle.tokenizer_json,
+                warmup_lengths(max_length),
+                max(config.model_warmup[0].batch_size if config.model_warmup else 1, 1),
+            )
+        version_dir = staged.commit(manifest, bundle.tokenizer_json, config, links, warmup_files)
 
     files = ", ".join(sorted(p.name for p in version_dir.iterdir()))
     print(
@@ -246,6 +324,72 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             f"deploy/tensorrt/build_plan.sh {args.out} {args.model_name} {version}"
         )
     return 0
+
+
+def warmup_lengths(max_length: int) -> tuple[int, ...]:
+    """TensorRT warms up at every sequence bucket (each shape picks its own tactics). The CPU targets keep
+    config_for_manifest's zero-data warm-up: their files would have to be published next to
+    config.pbtxt (``<model>/warmup/``), which deploy/model/publish_model.sh does not copy yet."""
+    from training.export.tensorrt_build import sequence_buckets
+
+    return sequence_buckets(max_length)
+
+
+def _inference_graph(bundle: InferenceBundle, graph: str) -> tuple[Any, str]:
+    """The module to trace: the lean inference graph, or the training graph (asked for, or when the lean
+    builder does not know this model)."""
+    if graph == "training":
+        return bundle.module, "training (BGAMNER.emissions_text_only)"
+    from training.export.lean import UnsupportedModel, build_lean
+
+    try:
+        return build_lean(bundle.module), "lean (training/export/lean.py)"
+    except UnsupportedModel as error:
+        return bundle.module, f"training (BGAMNER.emissions_text_only; lean not possible: {error})"
+
+
+def _precision(
+    args: argparse.Namespace,
+    target: Target,
+    bundle: InferenceBundle,
+    fp32_path: Path,
+    scratch: Path,
+    max_length: int,
+) -> PrecisionChoice:
+    """fp32 or int8 for the CPU targets (``--precision``; auto measures both on the dev split). The int8
+    graph, when made, is written next to ``fp32_path`` as model.int8.onnx."""
+    from bga_mner.preprocessing import SubwordEncoder
+    from training.export.precision import (
+        FP32,
+        INT8,
+        PrecisionChoice,
+        choose_precision,
+        read_eval_split,
+    )
+    from training.export.quantize import quantize_int8
+
+    if target is Target.TENSORRT or args.precision == "fp32":
+        return PrecisionChoice(
+            FP32, "asked for" if args.precision == "fp32" else "tensorrt builds FP16 from fp32"
+        )
+    int8_path = quantize_int8(fp32_path, scratch / "model.int8.onnx")
+    if args.precision == "int8":
+        return PrecisionChoice(INT8, "asked for (--precision int8)")
+    encoder = SubwordEncoder.from_file(bundle.tokenizer_json, max_length, bundle.stride)
+    dataset = str(bundle.card.dataset)
+    choice = choose_precision(
+        fp32_path,
+        int8_path,
+        dev=read_eval_split(dataset, "dev", args.data_dir),
+        test=read_eval_split(dataset, "test", args.data_dir),
+        encoder=encoder,
+        labels=list(bundle.labels),
+        crf=bundle.crf,
+    )
+    print(
+        f"precision: {choice.precision} ({choice.reason}; dev F1 {choice.dev_f1}, test F1 {choice.test_f1})"
+    )
+    return choice
 
 
 def _manifest(
@@ -273,6 +417,10 @@ def _manifest(
         target=target.value,
         labels=bundle.labels,
         max_length=max_length,
+        # The TensorRT profile's range (tensorrt_build.PlanProfile, deploy/tensorrt/build_plan.sh):
+        # the worker pads to it and never sends larger batches.
+        min_length=MIN_SEQUENCE if target is Target.TENSORRT else 1,
+        max_batch_size=args.max_batch_size,
         stride=bundle.stride,
         inputs=standard_inputs(),
         outputs=standard_outputs(len(bundle.labels)),

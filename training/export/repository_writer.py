@@ -69,11 +69,14 @@ class StagedVersion:
         tokenizer_json: Path,
         config: TritonModelConfig,
         model_dir_links: Mapping[str, Path] | None = None,
+        model_dir_files: Mapping[str, bytes] | None = None,
     ) -> Path:
         """Write manifest.json, the tokenizer and config.pbtxt, then publish; returns the version dir.
 
         ``model_dir_links`` are symlinks created next to config.pbtxt (e.g. the python backend's
-        EXECUTION_ENV_PATH environment), replacing any of the same name.
+        EXECUTION_ENV_PATH environment), replacing any of the same name. ``model_dir_files`` are
+        files next to config.pbtxt (relative path -> content, e.g. ``warmup/`` inputs), written before
+        the config that reads them is published.
         """
         write_repository_assets(self.version_dir, manifest, tokenizer_json, config)
         final_model_dir = self.out / self.model_name
@@ -88,5 +91,11 @@ class StagedVersion:
             elif link.exists():
                 raise FileExistsError(f"{link} exists and is not a symlink; not replacing it")
             link.symlink_to(Path(target).resolve(), target_is_directory=True)
+        for relative, content in (model_dir_files or {}).items():
+            path = final_model_dir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(content)
+            os.replace(partial, path)
         os.replace(self.model_dir / TRITON_CONFIG_FILE, final_model_dir / TRITON_CONFIG_FILE)
         return self.target_dir

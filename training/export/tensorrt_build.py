@@ -20,6 +20,47 @@ from bga_mner.errors import ConfigurationError
 from training.export.targets import INPUT_NAMES
 
 MIN_SEQUENCE = 8
+# Written next to model.onnx for the tensorrt target: the layers to keep in fp32 in an FP16 plan.
+FP32_LAYERS_FILE = "fp32_layers.txt"
+# Float compute ops; shape, index and boolean ops carry no precision to pin.
+_FLOAT_OPS = {
+    "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "ReduceMax", "ReduceSum", "ReduceMean", "Exp", "Log",
+    "Sqrt", "Pow", "LayerNormalization", "Greater", "Less", "Equal", "Ceil", "Cast",
+}  # fmt: skip
+_COMPARISONS = {"Greater", "Less", "Equal"}
+
+
+def fp32_layer_names(onnx_path: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the float compute nodes under ``prefixes`` (the sampler's scorers and rank selection of
+    the lean graph): about a sixth of rows have a gap under one fp16 step between the last kept and the
+    first dropped token, so fp16 there could change which tokens the sampler keeps."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.name.startswith(prefixes) and n.op_type in _FLOAT_OPS]
+
+
+def write_fp32_layers(onnx_path: Path, target: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """``fp32_layers.txt``: one ONNX node name per line, what deploy/tensorrt/build_plan.sh pins."""
+    names = fp32_layer_names(onnx_path, prefixes)
+    target.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+    return names
+
+
+def sequence_buckets(max_length: int, min_length: int = MIN_SEQUENCE) -> tuple[int, ...]:
+    """Sequence lengths a TensorRT model is sent at: powers of two from ``min_length``, then ``max_length``.
+
+    TensorRT in Triton has no ragged batching, so the dynamic batcher only merges requests of the same
+    shape; a worker that pads every sub-batch up to the next bucket (8/16/32/64/128) lets requests merge
+    at the cost of at most 2x padding on the sequence axis. The export records them in the manifest's
+    card (``sequence_buckets``) and warms the engine up at each.
+    """
+    buckets, length = [], max(1, min_length)
+    while length < max_length:
+        buckets.append(length)
+        length *= 2
+    buckets.append(max_length)
+    return tuple(buckets)
 
 
 class TensorRTUnavailable(ConfigurationError):
@@ -79,9 +120,16 @@ def load_tensorrt() -> Any:
 
 
 def build_plan(
-    onnx_path: Path, plan_path: Path, profile: PlanProfile, *, fp16: bool = True, workspace_gib: float = 4.0
+    onnx_path: Path,
+    plan_path: Path,
+    profile: PlanProfile,
+    *,
+    fp16: bool = True,
+    workspace_gib: float = 4.0,
+    fp32_layers: tuple[str, ...] | list[str] = (),
 ) -> Path:
-    """Parse ``onnx_path``, build an engine with ``profile`` (FP16 unless disabled), write ``plan_path``."""
+    """Parse ``onnx_path``, build an engine with ``profile`` (FP16 unless disabled, ``fp32_layers``
+    preferred in fp32), write ``plan_path``."""
     trt = load_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -99,6 +147,13 @@ def build_plan(
         if not builder.platform_has_fast_fp16:
             raise TensorRTUnavailable("this GPU has no fast FP16; rebuild with fp16 disabled")
         config.set_flag(trt.BuilderFlag.FP16)
+        pinned = set(fp32_layers)
+        for index in range(network.num_layers):
+            layer = network.get_layer(index)
+            if layer.name in pinned:
+                layer.precision = trt.float32
+        if pinned:
+            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
     minimum, optimum, maximum = profile.shapes()
     optimisation = builder.create_optimization_profile()
     for name in INPUT_NAMES:

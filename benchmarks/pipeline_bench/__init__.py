@@ -1,0 +1,1 @@
+"""Parts of the pipeline benchmark (benchmarks/pipeline.py): one job per module."""
