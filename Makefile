@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-unit test-reliability lint fmt clean capacity
+.PHONY: venv demo test test-unit test-reliability lint fmt clean capacity bench
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -37,6 +37,10 @@ lint: venv
 # Redis memory per 100,000 posts, measured against a real redis-server (docs/capacity.md).
 capacity: venv
 	$(BIN)/python benchmarks/redis_capacity.py
+
+# spaCy vs `bga-mner tag` vs Triton alone vs the worker end to end (docs/performance.md).
+bench: venv
+	$(BIN)/python benchmarks/pipeline.py --checkpoint $(or $(CHECKPOINT),runs/demo/checkpoint) $(BENCH_ARGS)
 
 fmt: venv
 	$(BIN)/ruff format .

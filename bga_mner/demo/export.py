@@ -35,7 +35,7 @@ def export_argv(checkpoint: Path, repository: Path) -> list[str]:
         "--max-batch-size",
         "32",
         "--intra-op-threads",
-        "2",
+        "1",  # one thread per instance measured cheapest per post (docs/performance.md)
         # No --python-env: export defaults to this environment (numpy<2, onnxruntime) for Triton's
         # python backend, as it does for any user.
     ]

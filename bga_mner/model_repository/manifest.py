@@ -141,6 +141,9 @@ class Manifest(_Strict):
     # never sends more than ``max_batch_size`` windows in one request (None: Triton's config decides).
     min_length: int = Field(default=1, ge=1)
     max_batch_size: int | None = Field(default=None, ge=1)
+    # Sequence lengths the engine is warmed up and optimised for (TensorRT): each request is padded up
+    # to the next one, so Triton's dynamic batcher can merge requests of one length. None: no buckets.
+    sequence_buckets: list[int] | None = Field(default=None, min_length=1)
     stride: int = Field(ge=0)
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
@@ -193,6 +196,14 @@ class Manifest(_Strict):
                 problems.append(f"{kind} names must be unique: {names}")
         if self.min_length > self.max_length:
             problems.append(f"min_length {self.min_length} is above max_length {self.max_length}")
+        buckets = self.sequence_buckets
+        if buckets is not None and (
+            buckets != sorted(set(buckets)) or buckets[0] < self.min_length or buckets[-1] != self.max_length
+        ):
+            problems.append(
+                f"sequence_buckets {buckets} must rise strictly from at least min_length {self.min_length} "
+                f"and end at max_length {self.max_length}"
+            )
         if self.stride >= self.max_length - 2:
             problems.append(
                 f"stride {self.stride} must be smaller than max_length - 2 = {self.max_length - 2}"

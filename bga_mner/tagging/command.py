@@ -19,7 +19,10 @@ from typing import Protocol, TextIO
 from bga_mner.errors import ConfigurationError
 from bga_mner.posts import InvalidPost, LimitSettings, Post, parse_post
 
-DEFAULT_BATCH_SIZE = 32
+# Posts read before tagging (the window requests are length-sorted across: less padding) and windows per
+# model request; the worker's defaults (BGA_BATCHING__MAX_BATCH_SIZE, BGA_BATCHING__REQUEST_SIZE).
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_REQUEST_SIZE = 32
 # The worker's default limits, so `tag` accepts exactly what the worker accepts.
 DEFAULT_LIMITS = LimitSettings()
 
@@ -35,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-version", type=int, default=None, help="version folder (default: the newest)"
     )
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="posts per model call")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="posts tagged together (length-sorted)"
+    )
+    parser.add_argument(
+        "--request-size", type=int, default=DEFAULT_REQUEST_SIZE, help="windows per model request"
+    )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
 
 
@@ -67,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from bga_mner.model_repository import open_repository
     from bga_mner.tagging import PostError, Tagger, entity_to_dict
 
-    if args.batch_size < 1:
-        raise ConfigurationError("--batch-size must be >= 1")
+    if args.batch_size < 1 or args.request_size < 1:
+        raise ConfigurationError("--batch-size and --request-size must be >= 1")
     repository = open_repository(args.model_repository, args.model_name, args.model_version)
     backend = OnnxBackend(repository.version_dir / "model.onnx", threads=args.threads)
-    tagger = Tagger(repository, backend, max_batch_size=args.batch_size)
+    tagger = Tagger(repository, backend, max_batch_size=args.request_size)
 
     failed = False
     stream: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115

@@ -11,6 +11,7 @@ decoding call for all posts of the batch).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,13 +72,21 @@ class Tagger:
         max_batch_size: int = 32,
         images: ImageSource | None = None,
         padding: Padding = "bucketed",
+        concurrency: int = 1,
     ) -> None:
-        """``padding="max_length"`` pads every sub-batch to the manifest's max length in arrival
-        order: what a static-shape engine needs, and the baseline the throughput benchmark compares.
-        Sub-batches are never larger than the manifest's ``max_batch_size`` nor padded to fewer
-        subwords than its ``min_length`` (what the served engine accepts)."""
+        """``max_batch_size`` is the windows per model request; the batch of posts handed to ``infer``
+        is the window the sub-batches are length-sorted across (larger batches, less padding).
+        ``concurrency`` requests of one batch are sent at once (a server such as Triton merges and
+        overlaps them; in-process there is nothing to gain). ``padding="max_length"`` pads every
+        sub-batch to the manifest's max length in arrival order: what a static-shape engine needs, and
+        the baseline the throughput benchmark compares. Sub-batches are never larger than the
+        manifest's ``max_batch_size`` nor padded to fewer subwords than its ``min_length``, and a
+        manifest with ``sequence_buckets`` gets each request padded up to the next bucket (what the
+        engine was optimised for, and what lets the dynamic batcher merge requests)."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self._manifest = repository.manifest
         self._encoder = repository.encoder
         self._crf = repository.crf
@@ -90,6 +99,11 @@ class Tagger:
         self._pad_id = int(self._encoder.pad_id)
         self._text_inputs, self._image_input = _request_inputs(repository)
         self.model_version = str(self._manifest.model_version)
+        self._requests = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="model-request")
+            if concurrency > 1
+            else None
+        )
 
     def tag(self, posts: Sequence[Post]) -> list[TaggedPost]:
         """Entities of every post, in order; raises ``PostRejected`` if any post can never be tagged
@@ -130,8 +144,13 @@ class Tagger:
             for index in order
             for window in prepared[index].windows
         ]
-        for chunk in self._sub_batches(items):
-            emissions = self._backend.infer(self._inputs(chunk))
+        chunks = self._sub_batches(items)
+        requests = [self._inputs(chunk) for chunk in chunks]
+        if self._requests is not None and len(requests) > 1:
+            answers = list(self._requests.map(self._backend.infer, requests))
+        else:
+            answers = [self._backend.infer(request) for request in requests]
+        for chunk, emissions in zip(chunks, answers, strict=True):
             longest = max(len(item.window.input_ids) for item in chunk)
             if emissions.ndim != 3 or emissions.shape[0] != len(chunk) or emissions.shape[1] < longest:
                 raise InferenceRejected(
@@ -199,13 +218,18 @@ class Tagger:
     def _inputs(self, chunk: list[_Item]) -> dict[str, npt.NDArray[Any]]:
         padded = pad_batch([item.window for item in chunk], self._pad_id)
         inputs = {name: padded[name].astype(dtype, copy=False) for name, dtype in self._text_inputs}
-        length = (
-            int(self._manifest.max_length) if self._padding == "max_length" else self._manifest.min_length
-        )
-        inputs = _pad_to(inputs, length, self._pad_id)
+        inputs = _pad_to(inputs, self._padded_length(inputs["input_ids"].shape[1]), self._pad_id)
         if self._image_input is not None:
             inputs[self._image_input] = self._image_batch(chunk)
         return inputs
+
+    def _padded_length(self, longest: int) -> int:
+        manifest = self._manifest
+        if self._padding == "max_length":
+            return int(manifest.max_length)
+        buckets = manifest.sequence_buckets or []
+        bucket = next((b for b in buckets if b >= longest), longest)
+        return max(manifest.min_length, bucket)
 
     def _image_batch(self, chunk: list[_Item]) -> npt.NDArray[Any]:
         """Posts without an image get an all-zero (mean) image: what the model saw for missing images."""

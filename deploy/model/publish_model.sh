@@ -55,6 +55,9 @@ copy() {
   rm -rf "$staging"
   cp -R "$src" "$staging"
   cp "$source_root/$model/config.pbtxt" "$staging/published-config.pbtxt"
+  # Real-text warm-up inputs (Triton's input_data_file) live in <model>/warmup/, beside config.pbtxt:
+  # kept with the version like its config, and put in place by `serve`.
+  if [ -d "$source_root/$model/warmup" ]; then cp -R "$source_root/$model/warmup" "$staging/published-warmup"; fi
   if [ -d "$dest" ]; then
     mv "$dest" "$dest_root/$model/.$version.replaced.$$"
     mv "$staging" "$dest"
@@ -83,6 +86,12 @@ serve() {
   [ "$(grep -c '^version_policy:' "$template")" = 1 ] || die "$template has no single version_policy line"
   tmp="$dest_root/$model/.config.pbtxt.$$"
   sed "s/^version_policy:.*/version_policy: { specific: { versions: [ $list ] } }/" "$template" > "$tmp"
+  if [ -d "$dest_root/$model/$newest/published-warmup" ]; then
+    rm -rf "$dest_root/$model/.warmup.$$"
+    cp -R "$dest_root/$model/$newest/published-warmup" "$dest_root/$model/.warmup.$$"
+    rm -rf "$dest_root/$model/warmup"
+    mv "$dest_root/$model/.warmup.$$" "$dest_root/$model/warmup"
+  fi
   mv "$tmp" "$dest_root/$model/config.pbtxt"
   echo "publish_model: $model serves versions [ $list ] once Triton reloads it"
 }

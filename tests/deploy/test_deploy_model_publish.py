@@ -72,6 +72,20 @@ def test_publishes_versions_side_by_side_and_serves_exactly_the_listed_ones(tmp_
     assert sorted(p.name for p in (dest / "bga_mner").iterdir()) == ["1", "2", "config.pbtxt"]
 
 
+def test_the_warm_up_inputs_are_published_with_their_version(tmp_path: Path) -> None:
+    """config.pbtxt names warm-up files under <model>/warmup/: `serve` puts the newest version's in place."""
+    source = _exported(tmp_path / "v1", 1, platform="tensorrt_plan")
+    (source / "bga_mner" / "warmup").mkdir()
+    (source / "bga_mner" / "warmup" / "input_ids_16").write_bytes(b"v1 warm-up")
+    (source / "bga_mner" / "1" / "model.plan").write_bytes(b"plan")
+    dest = tmp_path / "volume"
+    assert _run("copy", source, dest, PUBLISH_VERSION="1").returncode == 0
+    assert not (dest / "bga_mner" / "warmup").exists(), "copy never touches what Triton serves"
+    served = _run("serve", dest, SERVE_VERSIONS="1")
+    assert served.returncode == 0, served.stderr
+    assert (dest / "bga_mner" / "warmup" / "input_ids_16").read_bytes() == b"v1 warm-up"
+
+
 def test_copy_is_idempotent_and_never_replaces_a_different_model(tmp_path: Path) -> None:
     dest = tmp_path / "volume"
     assert _run("copy", _exported(tmp_path / "a", 1, marker="a"), dest, PUBLISH_VERSION="1").returncode == 0

@@ -98,7 +98,7 @@ def test_parity_requests_are_bucketed_and_warmups_are_real_text(tensorrt_reposit
     model_dir = tensorrt_repository / "bga_mner"
     manifest = json.loads((model_dir / "1" / "manifest.json").read_text())
     buckets = list(sequence_buckets(manifest["max_length"]))
-    assert manifest["card"]["extra"]["sequence_buckets"] == buckets
+    assert manifest["sequence_buckets"] == buckets
     data = np.load(model_dir / "1" / "plan_parity.npz", allow_pickle=False)
     meta = json.loads(str(data["meta"]))
     assert meta["requests"] > 1

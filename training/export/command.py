@@ -217,8 +217,6 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             "onnx_opset": args.opset,
             "max_batch_size": args.max_batch_size,
         }
-        if target is Target.TENSORRT:
-            card["sequence_buckets"] = list(sequence_buckets(max_length))
         if not args.no_parity:
             # The candidate is what is about to be published: this manifest (its labels, window sizes
             # and serialised CRF) with the graph behind the worker's own ONNX Runtime backend. The fp32
@@ -328,8 +326,7 @@ def _export(args: argparse.Namespace, target: Target) -> int:
 
 def warmup_lengths(max_length: int) -> tuple[int, ...]:
     """TensorRT warms up at every sequence bucket (each shape picks its own tactics). The CPU targets keep
-    config_for_manifest's zero-data warm-up: their files would have to be published next to
-    config.pbtxt (``<model>/warmup/``), which deploy/model/publish_model.sh does not copy yet."""
+    config_for_manifest's zero-data warm-up (nothing picks kernels on first use there)."""
     from training.export.tensorrt_build import sequence_buckets
 
     return sequence_buckets(max_length)
@@ -421,6 +418,7 @@ def _manifest(
         # the worker pads to it and never sends larger batches.
         min_length=MIN_SEQUENCE if target is Target.TENSORRT else 1,
         max_batch_size=args.max_batch_size,
+        sequence_buckets=list(warmup_lengths(max_length)) if target is Target.TENSORRT else None,
         stride=bundle.stride,
         inputs=standard_inputs(),
         outputs=standard_outputs(len(bundle.labels)),

@@ -7,8 +7,9 @@ of a shape) is warmed on the wrong data. Here each warm-up input is a file under
 through the model's own tokenizer and casing features, filling the warm-up length exactly. Triton uses
 the sample for every row of the warm-up batch. For TensorRT there is one warm-up per sequence bucket
 (``tensorrt_build.sequence_buckets``), the lengths the worker pads to so that the dynamic batcher can
-merge requests. Only the TensorRT target uses these files for now: the CPU targets keep the zero-data
-warm-up until deploy/model/publish_model.sh also publishes ``<model>/warmup/``.
+merge requests; deploy/model/publish_model.sh publishes ``<model>/warmup/`` with each version. Only the
+TensorRT target uses these files: on the CPU targets nothing picks kernels on first use, and they keep
+Triton's zero-data warm-up.
 """
 
 from __future__ import annotations

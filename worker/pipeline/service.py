@@ -75,7 +75,8 @@ def start_worker(settings: WorkerSettings, serve_http: bool = True) -> WorkerSer
         tagger = Tagger(
             repository,
             backend,
-            max_batch_size=backend.batch_limit(settings.batching.max_batch_size),
+            max_batch_size=backend.batch_limit(settings.batching.request_size),
+            concurrency=settings.batching.concurrent_requests,
             images=FetchingImages(settings.limits, fetcher),
         )
 

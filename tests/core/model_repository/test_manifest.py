@@ -55,6 +55,8 @@ def test_image_aware_manifest(make_manifest: MakeManifest) -> None:
         ({"image_aware": True}, "image_aware is true but no image spec"),
         ({"stride": 126}, "stride 126 must be smaller than max_length - 2 = 126"),
         ({"schema_version": 3}, "schema_version"),
+        ({"sequence_buckets": [16, 8, 128]}, "sequence_buckets"),
+        ({"sequence_buckets": [8, 64]}, "end at max_length"),
         ({"target": "tensorflow"}, "target"),
         ({"surprise": 1}, "surprise"),
         ({"inputs": [{"name": "input_ids", "dtype": "INT65", "dims": [-1]}]}, "inputs.0.dtype"),

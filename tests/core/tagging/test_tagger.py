@@ -352,3 +352,26 @@ def test_requests_respect_the_engines_minimum_length_and_maximum_batch(
     assert _as_dicts(tagged) == _as_dicts(
         Tagger(repository, backend).tag(_posts(["gm", "gm", "gm", "we saw NASA"]))
     )
+
+
+def test_requests_are_padded_up_to_the_engines_sequence_buckets(
+    repository: LoadedRepository, backend: OnnxBackend
+) -> None:
+    engine = dataclasses.replace(
+        repository,
+        manifest=repository.manifest.model_copy(update={"min_length": 8, "sequence_buckets": [8, 16, 24]}),
+    )
+    recorder = ShapeRecorder(backend)
+    texts = ["gm", "Barack Obama visits Paris with Angela Merkel and the UN", *TRICKY]
+    tagged = Tagger(engine, recorder, max_batch_size=2).tag(_posts(texts))
+    assert {length for _, length in recorder.shapes} <= {8, 16, 24}
+    assert _as_dicts(tagged) == _as_dicts(Tagger(repository, backend).tag(_posts(texts)))
+
+
+def test_concurrent_requests_give_the_same_entities_in_the_same_order(
+    repository: LoadedRepository, backend: OnnxBackend
+) -> None:
+    posts = _posts(TRICKY * 5)
+    sequential = Tagger(repository, backend, max_batch_size=2).tag(posts)
+    concurrent = Tagger(repository, backend, max_batch_size=2, concurrency=3).tag(posts)
+    assert _as_dicts(concurrent) == _as_dicts(sequential)
