@@ -46,12 +46,19 @@ from pipeline_bench import peer, report  # noqa: E402
 from pipeline_bench.posts import PostSet, load_posts  # noqa: E402
 from pipeline_bench.procs import ProcessTree, run_child  # noqa: E402
 
+from worker.settings import BatchingSettings  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
 CHART = ROOT / "benchmarks" / "results" / "pipeline.png"
 BENCH_DIR = ROOT / ".bench"
 MODEL_NAME = "bga_mner"
-WORKER_BATCH = 32  # BGA_BATCHING__MAX_BATCH_SIZE default
-WORKER_IN_FLIGHT = 2  # BGA_BATCHING__MAX_IN_FLIGHT_BATCHES default (--in-flight)
+# The worker's defaults, from its settings (one source): posts per micro-batch, windows per request,
+# requests of a batch at once, batches in flight (--in-flight overrides the last).
+WORKER_DEFAULTS = BatchingSettings()
+WORKER_BATCH = WORKER_DEFAULTS.max_batch_size
+REQUEST_SIZE = WORKER_DEFAULTS.request_size
+CONCURRENT_REQUESTS = WORKER_DEFAULTS.concurrent_requests
+WORKER_IN_FLIGHT = WORKER_DEFAULTS.max_in_flight_batches
 
 
 def _env() -> dict[str, str]:
@@ -66,7 +73,7 @@ def export_repository(checkpoint: Path, out: Path, threads: int, extra: list[str
         shutil.rmtree(out)
     argv = [
         sys.executable, "-m", "bga_mner.cli", "export", "--checkpoint", str(checkpoint), "--target", "python",
-        "--out", str(out), "--model-name", MODEL_NAME, "--max-batch-size", str(WORKER_BATCH),
+        "--out", str(out), "--model-name", MODEL_NAME, "--max-batch-size", str(REQUEST_SIZE),
         "--intra-op-threads", str(threads), *extra,
     ]  # fmt: skip
     subprocess.run(argv, check=True, env=_env())
@@ -97,7 +104,8 @@ class Bench:
             return [str(peer.peer_python(BENCH_DIR)), str(script), str(posts_file)]
         argv = [str(Path(sys.executable).parent / "bga-mner"), "tag", str(posts_file)]
         argv += ["--model-repository", str(self.repository), "--model-name", MODEL_NAME]
-        argv += ["--batch-size", str(self.args.tag_batch_size)]
+        if self.args.tag_batch_size is not None:
+            argv += ["--batch-size", str(self.args.tag_batch_size)]
         return argv + ([] if self.args.tag_threads is None else ["--threads", str(self.args.tag_threads)])
 
     def command(self, system: str) -> dict[str, Any]:
@@ -135,10 +143,14 @@ class Bench:
         from pipeline_bench.triton_alone import send, worker_requests
 
         if not self.requests:
-            self.requests = worker_requests(self.repository, MODEL_NAME, self.posts.posts, WORKER_BATCH)
+            self.requests = worker_requests(
+                self.repository, MODEL_NAME, self.posts.posts, WORKER_BATCH, REQUEST_SIZE
+            )
         tree = ProcessTree(self.stack.state.services["triton"].pid)
         tree.start()
-        run = send(self.stack.triton_grpc, MODEL_NAME, self.requests, self.args.in_flight)
+        run = send(
+            self.stack.triton_grpc, MODEL_NAME, self.requests, self.args.in_flight, CONCURRENT_REQUESTS
+        )
         triton_cpu = tree.stop()
         count = len(self.posts.posts)
         latencies = [s * 1000 for s in run.request_latencies_s]
@@ -257,6 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tag_batch_size": args.tag_batch_size,
             "triton_intra_op_threads": args.triton_threads,
             "worker_batch_size": WORKER_BATCH,
+            "request_size": REQUEST_SIZE,
+            "concurrent_requests": CONCURRENT_REQUESTS,
             "worker_in_flight_batches": args.in_flight,
         },
         "machine": {
@@ -311,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tag-threads", type=int, default=None, help="`bga-mner tag --threads` (default: its own)"
     )
-    parser.add_argument("--tag-batch-size", type=int, default=32)
+    parser.add_argument(
+        "--tag-batch-size", type=int, default=None, help="`bga-mner tag --batch-size` (default: its own)"
+    )
     parser.add_argument(
         "--triton-threads", type=int, default=2, help="python backend INTRA_OP_THREADS (export)"
     )

@@ -42,12 +42,13 @@ class _Recorder:
 
 
 def worker_requests(
-    repository: Path, model_name: str, posts: Sequence[dict[str, str]], batch_size: int
+    repository: Path, model_name: str, posts: Sequence[dict[str, str]], batch_size: int, request_size: int
 ) -> list[list[Request]]:
-    """Per micro-batch of posts, the requests the worker's tagger sends for it."""
+    """Per micro-batch of ``batch_size`` posts, the requests (``request_size`` windows each) the worker's
+    tagger sends for it."""
     loaded = open_repository(repository, model_name)
     recorder = _Recorder(len(loaded.manifest.labels))
-    tagger = Tagger(loaded, recorder, max_batch_size=batch_size)
+    tagger = Tagger(loaded, recorder, max_batch_size=request_size)
     batches: list[list[Request]] = []
     for start in range(0, len(posts), batch_size):
         chunk = [Post(id=p["id"], text=p["text"]) for p in posts[start : start + batch_size]]
@@ -67,8 +68,13 @@ class ClientRun:
     real_tokens: int = 0
 
 
-def send(url: str, model_name: str, batches: list[list[Request]], concurrency: int) -> ClientRun:
-    """Send every micro-batch's requests from ``concurrency`` threads; latencies per request and batch."""
+def send(
+    url: str, model_name: str, batches: list[list[Request]], concurrency: int, per_batch: int = 1
+) -> ClientRun:
+    """Send every micro-batch's requests from ``concurrency`` threads, ``per_batch`` requests of a batch at
+    once (the worker's in-flight batches and concurrent requests); latencies per request and batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
 
@@ -77,8 +83,23 @@ def send(url: str, model_name: str, batches: list[list[Request]], concurrency: i
     run = ClientRun(0.0, 0.0)
     errors: list[BaseException] = []
 
+    def one_request(client: Any, request: Request) -> None:
+        tensors = []
+        for name, array in request.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        began = time.perf_counter()
+        client.infer(model_name, tensors, outputs=[grpcclient.InferRequestedOutput("emissions")])
+        elapsed = time.perf_counter() - began
+        with lock:
+            run.request_latencies_s.append(elapsed)
+            run.tokens += int(request["input_ids"].size)
+            run.real_tokens += int(request["attention_mask"].sum())
+
     def one_thread() -> None:
         client = grpcclient.InferenceServerClient(url)
+        pool = ThreadPoolExecutor(max_workers=per_batch)
         try:
             while True:
                 with lock:
@@ -86,26 +107,13 @@ def send(url: str, model_name: str, batches: list[list[Request]], concurrency: i
                         return
                     requests = queue.pop()
                 batch_began = time.perf_counter()
-                for request in requests:
-                    tensors = []
-                    for name, array in request.items():
-                        tensor = grpcclient.InferInput(
-                            name, list(array.shape), np_to_triton_dtype(array.dtype)
-                        )
-                        tensor.set_data_from_numpy(array)
-                        tensors.append(tensor)
-                    began = time.perf_counter()
-                    client.infer(model_name, tensors, outputs=[grpcclient.InferRequestedOutput("emissions")])
-                    elapsed = time.perf_counter() - began
-                    with lock:
-                        run.request_latencies_s.append(elapsed)
-                        run.tokens += int(request["input_ids"].size)
-                        run.real_tokens += int(request["attention_mask"].sum())
+                list(pool.map(lambda request: one_request(client, request), requests))
                 with lock:
                     run.batch_latencies_s.append(time.perf_counter() - batch_began)
         except BaseException as error:  # surfaced after the join
             errors.append(error)
         finally:
+            pool.shutdown()
             client.close()
 
     threads = [threading.Thread(target=one_thread, name=f"client-{i}") for i in range(concurrency)]
