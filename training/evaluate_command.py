@@ -15,8 +15,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=["train", "dev", "test"], default="test")
     parser.add_argument(
         "--dataset",
-        choices=["twitter2015", "twitter2017", "wnut16"],
+        choices=["twitter2015", "twitter2017", "wnut16", "wnut17"],
         help="data set to score (default: the one the checkpoint was trained on)",
+    )
+    parser.add_argument(
+        "--case",
+        nargs="+",
+        choices=["original", "lower", "upper", "title"],
+        default=["original"],
+        help="score case-transformed copies of the split too (robustness to how people type); "
+        "one JSON per case, the original's as before",
     )
     parser.add_argument("--data-dir", type=Path, help="default: BGA_DATA_DIR or ../shared/data")
     parser.add_argument("--use-image", action="store_true", help="image-aware inference (needs --image-dir)")
@@ -37,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from bga_mner.paths import data_dir
     from bga_mner.preprocessing import SubwordEncoder
     from training.checkpoint import TOKENIZER_FILE, load_model
-    from training.config import TrainConfig
+    from training.data.case_variants import recase_all
     from training.data.conll import read_split
     from training.data.dataset import Collator, encode_sentences
     from training.data.images import image_loader
@@ -52,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         torch.set_num_threads(min(2, torch.get_num_threads()))
     model, state = load_model(args.checkpoint, device)
-    train_config = TrainConfig.model_validate(state["train_config"])
+    train_config = state.train_config
     dataset = args.dataset or train_config.data.dataset
     root = args.data_dir or train_config.data.data_dir or data_dir()
     if root is None:
@@ -61,28 +69,45 @@ def run(args: argparse.Namespace) -> int:
     encoder = SubwordEncoder(
         tokenizer, max_length=train_config.data.max_length, stride=train_config.data.stride
     )
-    sentences = read_split(Path(root), dataset, args.split)
-    examples = encode_sentences(sentences, encoder)
+    original = read_split(Path(root), dataset, args.split)
     images = image_loader(args.image_dir, train_config.model.image_encoder) if args.use_image else None
     collator = Collator(encoder.pad_id, images)
-    predicted = predict_tags(
-        model,
-        sentences,
-        examples,
-        collator,
-        batch_size=args.batch_size,
-        device=device,
-        use_image=args.use_image,
-    )
-    scores = score_tags([sentence.labels for sentence in sentences], predicted)
+    mode = "image-aware" if args.use_image else "text-only"
+    suffix = "-image" if args.use_image else ""
+    summary: dict[str, float] = {}
+    for case in args.case:
+        sentences = original if case == "original" else recase_all(original, case)
+        predicted = predict_tags(
+            model,
+            sentences,
+            encode_sentences(sentences, encoder),
+            collator,
+            batch_size=args.batch_size,
+            device=device,
+            use_image=args.use_image,
+        )
+        scores = score_tags([sentence.labels for sentence in sentences], predicted)
+        summary[case] = scores.f1
+        label = "" if case == "original" else f", {case}cased"
+        print(f"{dataset} {args.split}{label} ({mode}), {len(sentences)} sentences, {args.checkpoint}")
+        print(scores.table())
+        case_suffix = "" if case == "original" else f"-{case}"
+        out = args.json if args.json is not None and len(args.case) == 1 else None
+        out = out or args.checkpoint / f"eval-{dataset}-{args.split}{case_suffix}{suffix}.json"
+        payload = {
+            "dataset": dataset,
+            "split": args.split,
+            "case": case,
+            "mode": mode,
+            "checkpoint": str(args.checkpoint),
+        }
+        out.write_text(json.dumps({**payload, **scores.to_dict()}, indent=2), encoding="utf-8")
+        print(f"wrote {out}")
     if images is not None:
         images.log_summary(f"{dataset} {args.split}")
-    mode = "image-aware" if args.use_image else "text-only"
-    print(f"{dataset} {args.split} ({mode}), {len(sentences)} sentences, checkpoint {args.checkpoint}")
-    print(scores.table())
-    suffix = "-image" if args.use_image else ""
-    out = args.json or args.checkpoint / f"eval-{dataset}-{args.split}{suffix}.json"
-    payload = {"dataset": dataset, "split": args.split, "mode": mode, "checkpoint": str(args.checkpoint)}
-    out.write_text(json.dumps({**payload, **scores.to_dict()}, indent=2), encoding="utf-8")
-    print(f"wrote {out}")
+    if len(summary) > 1 and "original" in summary:
+        gaps = ", ".join(
+            f"{case} {f1 - summary['original']:+.2f}" for case, f1 in summary.items() if case != "original"
+        )
+        print(f"F1 change against the original casing: {gaps}")
     return 0

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from bga_mner.errors import ConfigurationError
     from training.config import load_config
     from training.trainer import train
 
@@ -40,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config
     if config_path is None and args.resume and args.out is not None and (args.out / "config.yaml").is_file():
         config_path = args.out / "config.yaml"  # resume with the run's own configuration
-    config = load_config(config_path, overrides)
+    try:
+        config = load_config(config_path, overrides)
+    except (ValueError, yaml.YAMLError) as error:  # pydantic's ValidationError is a ValueError
+        raise ConfigurationError(f"invalid training configuration: {error}") from error
     out = args.out or Path("runs") / f"{config.data.dataset}-{config.model.variant}-seed{config.runtime.seed}"
     results = train(config, out, resume=args.resume)
     print(

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from tests.fixtures.text_encoder import tiny_text_encoder
-from training.checkpoint import BEST_FILE, TOKENIZER_FILE, ModelCard, save_checkpoint
+from training.checkpoint import BEST_FILE, TOKENIZER_FILE, TrainingCard, save_checkpoint
 from training.config import DataConfig, TrainConfig
 from training.data.labels import LABELS
 from training.model.bga_mner import BGAMNER
@@ -54,7 +54,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
             del name
             parameter.normal_(0.0, 0.5)
     train_config = TrainConfig(data=DataConfig(max_length=MAX_LENGTH, stride=STRIDE), model=model_config)
-    card = ModelCard(
+    card = TrainingCard(
         backbone="tiny-random-bert (test)",
         image_encoder=model_config.image_encoder,
         variant=model_config.variant,

@@ -46,8 +46,28 @@ def test_dump_round_trips(tmp_path: Path) -> None:
     assert load_config(path) == config
 
 
+def test_test_splits_are_never_training_data() -> None:
+    for key in ("extra_train", "pretrain"):
+        with pytest.raises(ValidationError, match="must never be training data"):
+            load_config(None, [f"data.{key}=[{{dataset: wnut16, split: test}}]"])
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     config = load_config(path)
     dataset, variant = path.stem.split("-")[:2]
-    assert (config.data.dataset, config.model.variant) == (dataset, variant)
+    if dataset == "joint":  # both benchmarks' training splits, selected on both dev sets
+        assert config.data.benchmarks == ["twitter2015", "twitter2017"]
+        trained = {(s.dataset, s.split) for s in config.data.extra_train} | {(config.data.dataset, "train")}
+        assert trained >= {("twitter2015", "train"), ("twitter2017", "train")}
+        assert config.model.variant == variant
+    else:
+        assert (config.data.dataset, config.model.variant) == (dataset, variant)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_schedules_anneal_within_the_planned_epochs(path: Path) -> None:
+    """A config whose early stopping can end the run before its schedule does trains at a
+    learning rate that never annealed (issue 12): patience must outlast the planned epochs."""
+    optim = load_config(path).optim
+    assert optim.patience >= optim.epochs, f"{path.name}: patience {optim.patience} < epochs {optim.epochs}"

@@ -49,6 +49,11 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     _write_split(data / "train.txt", TWEETS)
     _write_split(data / "valid.txt", TWEETS[:3])
     _write_split(data / "test.txt", TWEETS[3:])
+    other = root / "data" / "twitter2017"  # the second benchmark, for joint training
+    other.mkdir()
+    _write_split(other / "train.txt", TWEETS[2:])
+    _write_split(other / "valid.txt", TWEETS[3:])
+    _write_split(other / "test.txt", TWEETS[:3])
     wnut = root / "data" / "wnut16"
     wnut.mkdir()
     for split in ("train", "dev"):
@@ -56,33 +61,39 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "Messi\tB-person\nat\tO\nCamp\tB-facility\nNou\tI-facility\n\nI\tO\nlove\tO\nStarbucks\tB-company\n\n",
             encoding="utf-8",
         )
+    wnut17 = root / "data" / "wnut17"
+    wnut17.mkdir()
+    (wnut17 / "train.txt").write_text(  # WNUT-17 separates some documents with a lone TAB
+        "Metallica\tB-group\nrock\tO\n\t\nI\tO\nuse\tO\nWindows\tB-product\n\n", encoding="utf-8"
+    )
     encoder = tiny_text_encoder(root / "tiny-bert")
     return root / "data", encoder
 
 
 def _config(data_dir: Path, encoder: Path, variant: str, epochs: int) -> TrainConfig:
-    return load_config(
-        None,
-        [
-            f"data.data_dir={data_dir}",
-            f"model.text_encoder={encoder}",
-            f"model.variant={variant}",
-            "model.hidden=32",
-            "model.casing_dim=8",
-            "model.fusion_heads=2",
-            "model.generator.heads=2",
-            "model.generator.ffn_dim=64",
-            "model.generator.image_queries=4",
-            "model.generator.text_queries=4",
-            f"optim.epochs={epochs}",
-            "optim.batch_size=4",
-            "optim.lr_heads=5e-3",
-            "optim.patience=10",
-            "runtime.device=cpu",
-            "runtime.progress=false",
-            "runtime.num_threads=1",
-        ],
-    )
+    return load_config(None, _overrides(data_dir, encoder, variant, epochs))
+
+
+def _overrides(data_dir: Path, encoder: Path, variant: str, epochs: int) -> list[str]:
+    return [
+        f"data.data_dir={data_dir}",
+        f"model.text_encoder={encoder}",
+        f"model.variant={variant}",
+        "model.hidden=32",
+        "model.casing_dim=8",
+        "model.fusion_heads=2",
+        "model.generator.heads=2",
+        "model.generator.ffn_dim=64",
+        "model.generator.image_queries=4",
+        "model.generator.text_queries=4",
+        f"optim.epochs={epochs}",
+        "optim.batch_size=4",
+        "optim.lr_heads=5e-3",
+        "optim.patience=10",
+        "runtime.device=cpu",
+        "runtime.progress=false",
+        "runtime.num_threads=1",
+    ]
 
 
 @pytest.mark.parametrize("variant", ["text_crf", "bga"])
@@ -109,7 +120,7 @@ def test_train_writes_checkpoint_logs_and_resumes(
     assert results["test"]["gold_entities"] == 6  # tweets 104-106: 3 + 1 + 2
     assert results["dev"]["gold_entities"] == 4
 
-    state = torch.load(out / BEST_FILE, weights_only=False)
+    state = torch.load(out / BEST_FILE, weights_only=False)  # the dict keys of the training contract
     assert set(state) >= {
         "model_config",
         "train_config",
@@ -145,6 +156,67 @@ def test_pretraining_and_joint_training_on_wnut16(tiny_setup: tuple[Path, Path],
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["phase"]) for r in records] == [(1, "pretrain"), (2, "train")]
     assert results["best_epoch"] == 2  # pre-training epochs are never selected
+
+
+def test_joint_training_selects_on_both_benchmarks_and_reports_casing(
+    tiny_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Both benchmarks' train, WNUT-17 pre-training, case augmentation, averaging, casing scores."""
+    data_dir, encoder = tiny_setup
+    config = _config(data_dir, encoder, "text_crf", epochs=2)
+    update = {
+        "extra_train": [{"dataset": "twitter2017", "split": "train"}],
+        "eval_datasets": ["twitter2017"],
+        "pretrain": [{"dataset": "wnut17", "split": "train"}],
+        "pretrain_epochs": 1,
+        "case_augment": {"lower": 0.5, "upper": 0.25},
+    }
+    config = config.model_copy(
+        update={
+            "data": config.data.model_validate(config.data.model_dump() | update),
+            "optim": config.optim.model_copy(update={"average_last": 2}),
+            "runtime": config.runtime.model_copy(update={"eval_casing": True, "cpu_bf16": True}),
+        }
+    )
+    out = tmp_path / "joint"
+    results = train(config, out)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["pretrain", "train", "train"]
+    for record in records:
+        by_dataset = record["dev_f1_by_dataset"]
+        assert set(by_dataset) == {"twitter2015", "twitter2017"}
+        assert record["dev_f1"] == pytest.approx((by_dataset["twitter2015"] + by_dataset["twitter2017"]) / 2)
+    assert records[-1]["lr_encoder"] == pytest.approx(0.0, abs=1e-12)  # the schedule ended annealed
+    assert set(results["benchmarks"]) == {"twitter2015", "twitter2017"}
+    assert results["benchmarks"]["twitter2017"]["test"]["gold_entities"] == 4  # tweets 101-103
+    assert set(results["benchmarks"]["twitter2015"]["casing"]["test"]) == {"lower", "upper", "title"}
+    assert results["average"]["epochs"] == 2 and results["planned_epochs"] == 3
+    assert results["averaged_last"] in (0, 2) and results["train_precision"] == "bfloat16"
+    bundle = load_for_inference(out)
+    assert bundle.card.dataset == "twitter2015"  # the primary benchmark, a data set export can read
+    assert bundle.card.benchmarks == ("twitter2015", "twitter2017")
+
+
+def test_a_student_distils_from_trained_teachers(tiny_setup: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, encoder = tiny_setup
+    teachers = []
+    for seed in (1, 2):
+        config = _config(data_dir, encoder, "text_crf", epochs=1)
+        config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"seed": seed})})
+        train(config, tmp_path / f"teacher{seed}")
+        teachers.append(str(tmp_path / f"teacher{seed}"))
+    config = load_config(
+        None,
+        [
+            *_overrides(data_dir, encoder, "bga", epochs=2),
+            f"distill.teachers={teachers}",
+            "data.case_augment.lower=0.5",
+        ],
+    )
+    results = train(config, tmp_path / "student")
+    records = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all(record["losses"]["distill"] > 0 for record in records)
+    assert results["distilled_from"] == teachers
 
 
 def test_loss_falls_and_dev_f1_rises_when_overfitting(tiny_setup: tuple[Path, Path], tmp_path: Path) -> None:
@@ -186,6 +258,14 @@ def test_evaluate_command_and_inference_bundle(
     scores = json.loads((out / "eval-twitter2015-test.json").read_text())
     assert scores["gold_entities"] == 6
     assert scores["f1"] == pytest.approx(json.loads((out / "results.json").read_text())["test"]["f1"])
+
+    # Robustness to how people type: the same split recased, one JSON per case.
+    argv = ["evaluate", "--checkpoint", str(out), "--data-dir", str(data_dir), "--device", "cpu"]
+    assert cli_main([*argv, "--case", "original", "lower", "upper", "title"]) == 0
+    assert "F1 change against the original casing: lower" in capsys.readouterr().out
+    for case in ("lower", "upper", "title"):
+        recased = json.loads((out / f"eval-twitter2015-test-{case}.json").read_text())
+        assert recased["case"] == case and recased["gold_entities"] == 6
 
     bundle = load_for_inference(out)
     assert bundle.labels == LABELS and bundle.max_length == 128 and bundle.tokenizer_json.is_file()

@@ -1,8 +1,9 @@
-"""Readers for the Twitter MNER benchmarks and WNUT-16, normalised to PER/LOC/ORG/MISC BIO tags.
+"""Readers for the Twitter MNER benchmarks, WNUT-16 and WNUT-17, normalised to PER/LOC/ORG/MISC BIO tags.
 
-Both formats are `token<TAB>label` lines with blank lines between tweets; the MNER files add an
-`IMGID:<id>` line before each tweet naming its image. Labels are normalised here, once, so that
-everything downstream sees the single vocabulary of `training.data.labels`.
+All formats are `token<TAB>label` lines with blank lines between tweets; the MNER files add an
+`IMGID:<id>` line before each tweet naming its image, and WNUT-17's train file separates some
+documents with a line holding a lone TAB. Labels are normalised here, once, so that everything
+downstream sees the single vocabulary of `training.data.labels`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal
 
 from training.data.labels import LABEL_TO_ID
 
-DatasetName = Literal["twitter2015", "twitter2017", "wnut16"]
+DatasetName = Literal["twitter2015", "twitter2017", "wnut16", "wnut17"]
 SplitName = Literal["train", "dev", "test"]
 
 # Twitter-2015 calls its fourth type OTHER; UMT (and every paper after it) reads it as MISC.
@@ -38,12 +39,28 @@ WNUT16_TYPE_MAP: dict[str, str] = {
     "other": "MISC",
 }
 
+# WNUT-17's six types onto the MNER four, by the same guidelines: groups (bands, teams) and
+# corporations are organisations; products and creative works (titles) are MISC. Like WNUT-16 it is
+# extra (pre-)training data only, never an evaluation set.
+WNUT17_TYPE_MAP: dict[str, str] = {
+    "person": "PER",
+    "location": "LOC",
+    "group": "ORG",
+    "corporation": "ORG",
+    "product": "MISC",
+    "creative-work": "MISC",
+}
+
 # File names of each split inside <data_dir>/<dataset>/.
 SPLIT_FILES: dict[DatasetName, dict[SplitName, str]] = {
     "twitter2015": {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"},
     "twitter2017": {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"},
     "wnut16": {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"},
+    "wnut17": {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"},
 }
+
+# Benchmarks whose test split is reported; the others are training data only.
+BENCHMARKS: tuple[DatasetName, ...] = ("twitter2015", "twitter2017")
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,7 @@ def _read(path: Path, type_map: dict[str, str]) -> Iterator[Sentence]:
                     yield sentence
                 image_id = line[len("IMGID:") :].strip()
                 continue
-            if line == "":
+            if line.strip(" \t") == "":  # blank, or WNUT-17's lone-TAB separator
                 if (sentence := flush()) is not None:
                     yield sentence
                 continue
@@ -110,10 +127,16 @@ def read_wnut16(path: Path) -> list[Sentence]:
     return list(_read(path, WNUT16_TYPE_MAP))
 
 
+def read_wnut17(path: Path) -> list[Sentence]:
+    """WNUT-17 with its six types mapped by `WNUT17_TYPE_MAP`; no images."""
+    return list(_read(path, WNUT17_TYPE_MAP))
+
+
 READERS: dict[DatasetName, Callable[[Path], list[Sentence]]] = {
     "twitter2015": read_twitter_mner,
     "twitter2017": read_twitter_mner,
     "wnut16": read_wnut16,
+    "wnut17": read_wnut17,
 }
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from bga_mner.errors import ConfigurationError
 
-class EncoderNotFoundError(ValueError):
+
+class EncoderNotFoundError(ConfigurationError, ValueError):
     """The encoder is neither a local folder nor in the local Hugging Face cache, and the hub is off."""
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
+from tests.training.model.synthetic import save_tiny_encoders
 from training.model.batch import Batch
 from training.model.config import ModelConfig
-from training.model.synthetic import save_tiny_encoders
 
 NUM_LABELS = 9
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.model.synthetic import run_synthetic_alignment
+from tests.training.model.synthetic import run_synthetic_alignment
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ objects with object words (tagged as entities) among filler words. A tiny random
 frozen random ViT are saved to a temporary folder and loaded with `from_pretrained(path)`, so the
 real loading code runs.
 
-Run: `python -m training.model.synthetic --steps 300 --seed 0` (prints the before/after numbers as JSON).
+Run: `python -m tests.training.model.synthetic --steps 300 --seed 0` (prints the before/after numbers
+as JSON).
 """
 
 from __future__ import annotations
