@@ -171,11 +171,26 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
+# The shipped recipes are package data (the checkout's `configs/` links here): an installed
+# `bga-mner train --config twitter2017-bga` finds them by name, without a checkout.
+RECIPES = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(path: Path) -> Path:
+    """``path`` when it exists; else a shipped recipe named like it (``twitter2017-bga`` or
+    ``configs/twitter2017-bga.yaml``); else ``path`` (whose read then fails naming it)."""
+    if path.exists():
+        return path
+    recipe = RECIPES / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    return recipe if recipe.is_file() else path
+
+
 def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (or start from defaults) and apply `key=value` overrides in order."""
+    """Read a YAML config (a file, or a shipped recipe by name; or start from defaults) and apply
+    `key=value` overrides in order."""
     tree: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loaded = yaml.safe_load(resolve_config(Path(path)).read_text(encoding="utf-8"))
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         tree = loaded or {}

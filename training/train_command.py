@@ -10,7 +10,10 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, help="YAML config (see configs/); defaults apply to what it omits"
+        "--config",
+        type=Path,
+        help="YAML config file, or the name of a shipped recipe (configs/, e.g. joint-text_crf-release); "
+        "defaults apply to what it omits",
     )
     parser.add_argument(
         "--set",

@@ -71,3 +71,14 @@ def test_shipped_schedules_anneal_within_the_planned_epochs(path: Path) -> None:
     learning rate that never annealed (issue 12): patience must outlast the planned epochs."""
     optim = load_config(path).optim
     assert optim.patience >= optim.epochs, f"{path.name}: patience {optim.patience} < epochs {optim.epochs}"
+
+
+def test_a_shipped_recipe_is_found_by_name_without_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    by_name = load_config(Path("joint-text_crf-release"))
+    by_path = load_config(REPO / "configs" / "joint-text_crf-release.yaml")
+    assert by_name == by_path == load_config(Path("configs/joint-text_crf-release.yaml"))
+    with pytest.raises(FileNotFoundError):
+        load_config(Path("no-such-recipe"))
