@@ -33,27 +33,14 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bga_mner.decoding import CRFParams, gather_word_emissions, viterbi  # noqa: E402
 from bga_mner.inference.onnx_local import OnnxBackend  # noqa: E402
 from bga_mner.paths import data_dir  # noqa: E402
 from bga_mner.preprocessing import EncodedWindow, SubwordEncoder, pad_batch  # noqa: E402
+from training.export.served_f1 import decode_tags  # noqa: E402  (the export's own served-F1 scoring)
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
 EmissionsFn = Callable[[Mapping[str, npt.NDArray[Any]]], npt.NDArray[Any]]
 """A padded batch (``pad_batch`` output) -> emissions ``[B, S, L]``: the worker's ``OnnxBackend.infer``."""
-
-
-def decode_tags(
-    windows: list[EncodedWindow], emissions: list[npt.NDArray[np.float32]], labels: list[str], crf: CRFParams
-) -> list[str]:
-    """Gold-token tags as evaluation scores them: words without subwords are "O"."""
-    word_emissions = gather_word_emissions(windows, emissions)
-    kept = np.flatnonzero(np.isfinite(word_emissions).all(axis=1))
-    tags = ["O"] * word_emissions.shape[0]
-    path, _ = viterbi(word_emissions[kept], crf)
-    for position, label in zip(kept, path, strict=True):
-        tags[position] = labels[label]
-    return tags
 
 
 def run_pass(
