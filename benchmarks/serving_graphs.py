@@ -45,7 +45,7 @@ def export_variants(checkpoint: Path, scratch: Path, variants: Sequence[str]) ->
     from training.checkpoint import load_for_inference
     from training.export.lean import build_lean
     from training.export.onnx_export import export_onnx
-    from training.export.quantize import quantize_int8
+    from training.export.quantize import ffn_output_matmuls, quantize_int8
 
     torch.set_num_threads(2)
     bundle = load_for_inference(checkpoint)
@@ -59,6 +59,10 @@ def export_variants(checkpoint: Path, scratch: Path, variants: Sequence[str]) ->
         names = {v.split("@")[0] for v in variants}
         if f"{graph}-int8" in names:
             paths[f"{graph}-int8"] = quantize_int8(fp32, scratch / f"{graph}-int8.onnx")
+        if f"{graph}-int8-ffn-fp32" in names:  # int8 but the feed-forward outputs (export's 2nd rung)
+            paths[f"{graph}-int8-ffn-fp32"] = quantize_int8(
+                fp32, scratch / f"{graph}-int8-ffn-fp32.onnx", keep_fp32=ffn_output_matmuls(fp32)
+            )
         if f"{graph}-int8-tensor" in names:  # one scale per weight tensor (the former default)
             paths[f"{graph}-int8-tensor"] = quantize_int8(
                 fp32, scratch / f"{graph}-int8-tensor.onnx", per_channel=False

@@ -14,7 +14,7 @@ import pytest
 from bga_mner.inference.onnx_local import OnnxBackend
 from bga_mner.paths import data_dir
 from training.export.onnx_export import export_onnx, onnx_signature
-from training.export.quantize import quantize_int8
+from training.export.quantize import ffn_output_matmuls, quantize_int8
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +37,31 @@ def test_int8_graph_is_a_drop_in_replacement(tiny_checkpoint: Path, tmp_path: Pa
     # Close but not equal: int8 changes the numbers, not what they mean.
     assert 0 < np.max(np.abs(a - b)) < 0.25 * np.max(np.abs(a))
     assert np.mean(a.argmax(-1) == b.argmax(-1)) > 0.8
+
+
+def test_the_feed_forward_outputs_can_stay_fp32(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Both graph spellings (Hugging Face's training graph, the lean one) name one feed-forward output
+    MatMul per encoder layer, the attention's output projection not among them; those stay float."""
+    from training.checkpoint import load_for_inference
+    from training.export.lean import build_lean
+
+    bundle = load_for_inference(tiny_checkpoint)
+    layers = sum(name.rsplit(".", 2)[-2:-1] == ["layer"] for name, _ in bundle.module.named_modules())
+    assert layers >= 2
+    for name, module in (("training", bundle.module), ("lean", build_lean(bundle.module))):
+        fp32 = export_onnx(module, tmp_path / f"{name}.onnx")
+        keep = ffn_output_matmuls(fp32)
+        assert len(keep) == layers and not any("attention" in node for node in keep), (name, keep)
+        mixed = {
+            n.name: n.op_type
+            for n in onnx.load(
+                str(quantize_int8(fp32, tmp_path / f"{name}.mixed.onnx", keep_fp32=keep))
+            ).graph.node
+        }
+        full = [n for n in onnx.load(str(quantize_int8(fp32, tmp_path / f"{name}.int8.onnx"))).graph.node]
+        assert all(mixed.get(node) == "MatMul" for node in keep), name
+        integer = sum(op == "MatMulInteger" for op in mixed.values())
+        assert 0 < integer < sum(n.op_type == "MatMulInteger" for n in full), name
 
 
 def _benchmark(checkpoint: Path, out: Path, dataset: str, *extra: str) -> subprocess.CompletedProcess[str]:

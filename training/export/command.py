@@ -172,7 +172,6 @@ def _export(args: argparse.Namespace, target: Target) -> int:
     from training.export.lean import FP32_NODE_PREFIXES
     from training.export.onnx_export import export_onnx
     from training.export.plan_parity_data import PARITY_FILE, write_plan_parity
-    from training.export.precision import INT8
     from training.export.repository_writer import StagedVersion, next_version
     from training.export.tensorrt_build import (
         FP32_LAYERS_FILE,
@@ -202,8 +201,7 @@ def _export(args: argparse.Namespace, target: Target) -> int:
         graph, graph_note = _inference_graph(bundle, args.graph)
         print(f"graph: {graph_note}")
         fp32_path = export_onnx(graph, Path(scratch) / "model.fp32.onnx", opset=args.opset)
-        choice = _precision(args, target, bundle, fp32_path, Path(scratch), max_length)
-        onnx_path = Path(scratch) / "model.int8.onnx" if choice.precision == INT8 else fp32_path
+        choice, onnx_path = _precision(args, target, bundle, fp32_path, Path(scratch), max_length)
         staged.add_file(onnx_path, "model.onnx")
 
         card: dict[str, Any] = {
@@ -231,8 +229,8 @@ def _export(args: argparse.Namespace, target: Target) -> int:
             reference = parity.tag_posts(
                 parity.checkpoint_repository(bundle, manifest, max_length), parity.TorchBackend(bundle.module)
             )
-            for name, path in (("fp32", fp32_path), ("int8", onnx_path)):
-                if name == "int8" and path == fp32_path:
+            for name, path in (("fp32", fp32_path), (choice.precision, onnx_path)):
+                if name != "fp32" and path == fp32_path:
                     continue
                 candidate = parity.tag_posts(candidate_repo, OnnxBackend(path, threads=2))
                 tolerance = 1e-4 if name == "fp32" else None
@@ -352,31 +350,35 @@ def _precision(
     fp32_path: Path,
     scratch: Path,
     max_length: int,
-) -> PrecisionChoice:
-    """fp32 or int8 for the CPU targets (``--precision``; auto measures both on the dev split). The int8
-    graph, when made, is written next to ``fp32_path`` as model.int8.onnx."""
+) -> tuple[PrecisionChoice, Path]:
+    """The precision for the CPU targets and the graph to serve (``--precision``; auto measures the
+    int8 graphs against fp32 on the dev split, `training.export.precision`). The int8 graphs are
+    written next to ``fp32_path``."""
     from bga_mner.preprocessing import SubwordEncoder
     from training.export.precision import (
         FP32,
         INT8,
+        INT8_FFN_FP32,
         PrecisionChoice,
         choose_precision,
         read_eval_split,
     )
-    from training.export.quantize import quantize_int8
+    from training.export.quantize import ffn_output_matmuls, quantize_int8
 
     if target is Target.TENSORRT or args.precision == "fp32":
-        return PrecisionChoice(
-            FP32, "asked for" if args.precision == "fp32" else "tensorrt builds FP16 from fp32"
-        )
-    int8_path = quantize_int8(fp32_path, scratch / "model.int8.onnx")
+        reason = "asked for" if args.precision == "fp32" else "tensorrt builds FP16 from fp32"
+        return PrecisionChoice(FP32, reason), fp32_path
+    graphs = {INT8: quantize_int8(fp32_path, scratch / "model.int8.onnx")}
     if args.precision == "int8":
-        return PrecisionChoice(INT8, "asked for (--precision int8)")
+        return PrecisionChoice(INT8, "asked for (--precision int8)"), graphs[INT8]
+    keep = ffn_output_matmuls(fp32_path)
+    if keep:
+        graphs[INT8_FFN_FP32] = quantize_int8(fp32_path, scratch / "model.int8-ffn-fp32.onnx", keep_fp32=keep)
     encoder = SubwordEncoder.from_file(bundle.tokenizer_json, max_length, bundle.stride)
     dataset = str(bundle.card.dataset)
     choice = choose_precision(
         fp32_path,
-        int8_path,
+        list(graphs.items()),
         dev=read_eval_split(dataset, "dev", args.data_dir),
         test=read_eval_split(dataset, "test", args.data_dir),
         encoder=encoder,
@@ -386,7 +388,7 @@ def _precision(
     print(
         f"precision: {choice.precision} ({choice.reason}; dev F1 {choice.dev_f1}, test F1 {choice.test_f1})"
     )
-    return choice
+    return choice, graphs.get(choice.precision, fp32_path)
 
 
 def _manifest(

@@ -1,14 +1,17 @@
-"""Which precision a CPU export serves: int8 when it costs at most 0.3 dev F1 against fp32, else fp32.
+"""Which precision a CPU export serves: the cheapest graph that costs at most 0.3 dev F1 against fp32.
 
 int8 dynamic quantisation is ~1.8x faster on CPU and usually costs a few hundredths of a point, but
-not always (a model or data set can lose more), so the choice is measured, not assumed: both graphs
-are scored on the checkpoint's dev split through the serving decoder (``served_f1``), and the numbers
-go into the manifest's card (``card.extra["precision_choice"]``) whatever is chosen. Without the dev
-data the export cannot check int8 and serves fp32, saying why.
+not always (a model or data set can lose more), so the choice is measured, not assumed. The
+candidates are tried cheapest first: all MatMuls in int8 (``INT8``), then int8 with the encoder's
+feed-forward outputs kept in fp32 (``INT8_FFN_FP32``, `quantize.ffn_output_matmuls`), then fp32. Each
+is scored on the checkpoint's dev split through the serving decoder (``served_f1``) until one passes,
+and the numbers go into the manifest's card (``card.extra["precision_choice"]``) whatever is chosen.
+Without the dev data the export cannot check int8 and serves fp32, saying why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,11 +26,12 @@ if TYPE_CHECKING:
 INT8_MAX_DEV_F1_DROP = 0.3  # F1 points (percent), dev split
 FP32 = "fp32"
 INT8 = "int8-dynamic"
+INT8_FFN_FP32 = "int8-dynamic-ffn-fp32"  # int8 but the encoder's feed-forward output MatMuls
 
 
 @dataclass(frozen=True)
 class PrecisionChoice:
-    precision: str  # FP32 or INT8
+    precision: str  # FP32, INT8 or INT8_FFN_FP32
     reason: str
     dev_f1: dict[str, float] = field(default_factory=dict)  # per candidate precision
     test_f1: dict[str, float] = field(default_factory=dict)
@@ -54,7 +58,7 @@ def read_eval_split(dataset: str, split: str, data_dir: Path | None) -> list[Sen
 
 def choose_precision(
     fp32_path: Path,
-    int8_path: Path,
+    candidates: Sequence[tuple[str, Path]],
     *,
     dev: list[Sentence] | None,
     test: list[Sentence] | None,
@@ -63,25 +67,31 @@ def choose_precision(
     crf: CRFParams,
     threads: int = 2,
 ) -> PrecisionChoice:
-    """int8 when its dev F1 is within ``INT8_MAX_DEV_F1_DROP`` of fp32's (test F1 is recorded, never used)."""
+    """The first of ``candidates`` (name, graph; cheapest first) whose dev F1 is within
+    ``INT8_MAX_DEV_F1_DROP`` of fp32's, else fp32. Candidates after the chosen one are not scored;
+    test F1 is recorded for every graph scored, never used."""
     from training.export.served_f1 import served_score
 
     if not dev:
         return PrecisionChoice(FP32, "no dev split on this machine to check int8 against fp32")
-    graphs = {FP32: OnnxBackend(fp32_path, threads=threads), INT8: OnnxBackend(int8_path, threads=threads)}
-    dev_f1 = {name: served_score(g.infer, dev, encoder, labels, crf).f1 for name, g in graphs.items()}
-    test_f1 = (
-        {name: served_score(g.infer, test, encoder, labels, crf).f1 for name, g in graphs.items()}
-        if test
-        else {}
-    )
-    drop = dev_f1[FP32] - dev_f1[INT8]
-    if drop <= INT8_MAX_DEV_F1_DROP:
-        precision, reason = (
-            INT8,
-            f"int8 dev F1 {drop:.2f} below fp32 (at most {INT8_MAX_DEV_F1_DROP} allowed)",
-        )
-    else:
-        precision, reason = FP32, f"int8 loses {drop:.2f} dev F1 (> {INT8_MAX_DEV_F1_DROP}): fp32 served"
+
+    def score(path: Path, sentences: list[Sentence]) -> float:
+        return served_score(OnnxBackend(path, threads=threads).infer, sentences, encoder, labels, crf).f1
+
+    dev_f1 = {FP32: score(fp32_path, dev)}
+    test_f1 = {FP32: score(fp32_path, test)} if test else {}
+    precision, reason = FP32, ""
+    for name, path in candidates:
+        dev_f1[name] = score(path, dev)
+        if test:
+            test_f1[name] = score(path, test)
+        drop = dev_f1[FP32] - dev_f1[name]
+        if drop <= INT8_MAX_DEV_F1_DROP:
+            precision = name
+            reason = f"{name} dev F1 {drop:.2f} below fp32 (at most {INT8_MAX_DEV_F1_DROP} allowed)"
+            break
+        reason += f"{name} loses {drop:.2f} dev F1 (> {INT8_MAX_DEV_F1_DROP}); "
+    if precision == FP32:
+        reason += "fp32 served"
     rounded = {k: round(v, 3) for k, v in dev_f1.items()}
     return PrecisionChoice(precision, reason, rounded, {k: round(v, 3) for k, v in test_f1.items()}, len(dev))

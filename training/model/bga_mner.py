@@ -81,6 +81,7 @@ class BGAMNER(nn.Module):
             levels=config.generator.levels if self.is_bga else [],
             dropout=config.dropout,
             backbone_config=backbone_config,
+            num_layers=config.text_layers,
         )
         if config.freeze_text_encoder:
             self.text_encoder.backbone.requires_grad_(False)

@@ -74,6 +74,11 @@ class LossWeights(_Strict):
 class ModelConfig(_Strict):
     variant: Literal["bga", "text_crf"] = "bga"
     text_encoder: str = Field(default_factory=default_text_encoder)
+    text_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="keep only the text encoder's first N layers (a cheaper student); None: all of them",
+    )
     image_encoder: str = "efficientnet-lite0"
     hidden: int = Field(default=384, ge=8, description="width of sampler, generator and fusion")
     casing_dim: int = Field(default=32, ge=1)

@@ -55,6 +55,18 @@ def tokenizer_file(name_or_path: str) -> Path:
     return path
 
 
+def keep_first_layers(backbone: nn.Module, count: int) -> None:
+    """Cut a BERT-style encoder to its first `count` layers, in place: a smaller, cheaper student
+    that starts from the teacher's own lower layers (the usual initialisation for layer-dropped
+    distillation). The config follows, so a checkpoint's saved backbone config rebuilds the cut
+    architecture; cutting an encoder that already has `count` layers changes nothing."""
+    layers = backbone.encoder.layer  # type: ignore[union-attr]
+    if not 1 <= count <= len(layers):  # type: ignore[arg-type]
+        raise ValueError(f"model.text_layers={count}: the text encoder has {len(layers)} layers")  # type: ignore[arg-type]
+    backbone.encoder.layer = layers[:count]  # type: ignore[index, union-attr]
+    backbone.config.num_hidden_layers = count  # type: ignore[union-attr]
+
+
 @dataclass
 class TextFeatures:
     tokens: torch.Tensor  # [B, S, hidden]: contextual subword features + casing, for the tagger
@@ -71,6 +83,7 @@ class TextEncoder(nn.Module):
         levels: list[int],
         dropout: float,
         backbone_config: dict[str, Any] | None = None,
+        num_layers: int | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
@@ -84,6 +97,8 @@ class TextEncoder(nn.Module):
             )
         else:
             self.backbone = load_pretrained(name_or_path, AutoModel)
+        if num_layers is not None:
+            keep_first_layers(self.backbone, num_layers)
         width = int(self.backbone.config.hidden_size)
         layers = int(self.backbone.config.num_hidden_layers)
         for level in levels:

@@ -50,3 +50,28 @@ def test_hugging_face_vision_folder(tiny_config: Callable[..., ModelConfig]) -> 
     assert image_spec(folder).size == 16
     assert encoder.skip_tokens == 1
     assert encoder(torch.randn(3, 3, 16, 16)).shape == (3, 16, 32)  # 4x4 patches, [CLS] dropped
+
+
+def test_text_layers_keeps_the_first_layers_and_rebuilds_from_the_saved_config(
+    tiny_config: Callable[..., ModelConfig],
+) -> None:
+    full = BGAMNER(tiny_config(variant="text_crf"), 9)
+    student = BGAMNER(tiny_config(variant="text_crf", text_layers=1), 9)
+    backbone = student.text_encoder.backbone
+    assert len(backbone.encoder.layer) == 1 and backbone.config.num_hidden_layers == 1
+    kept = backbone.encoder.layer[0].state_dict()
+    for name, weight in full.text_encoder.backbone.encoder.layer[0].state_dict().items():
+        assert torch.equal(kept[name], weight), name  # the teacher's own first layer, not a fresh one
+    # A checkpoint loaded where the encoder folder is missing rebuilds the cut architecture.
+    rebuilt = BGAMNER(
+        tiny_config(variant="text_crf", text_layers=1),
+        9,
+        backbone_config=backbone.config.to_dict(),
+    )
+    rebuilt.load_state_dict(student.state_dict())  # strict: no missing or unexpected layer weights
+    assert len(rebuilt.text_encoder.backbone.encoder.layer) == 1
+
+
+def test_text_layers_beyond_the_encoder_is_an_error(tiny_config: Callable[..., ModelConfig]) -> None:
+    with pytest.raises(ValueError, match="has 2 layers"):
+        BGAMNER(tiny_config(variant="text_crf", text_layers=3), 9)
