@@ -11,11 +11,11 @@ checkpoint lost 0.79 dev F1 (81.48 -> 80.69) and 1.17 test F1; per channel it lo
 0.08 test, at the same speed (docs/performance.md; `benchmarks/serving_graphs.py --variants lean-fp32
 lean-int8 lean-int8-tensor`).
 
-The feed-forward output projection of each encoder layer (the MatMul after GELU) is where int8 loses
-most: its input has a few very large activations, so one dynamic scale per batch leaves the ordinary
-values few int8 steps. Keeping just those MatMuls in fp32 (`keep_fp32=ffn_output_matmuls(...)`) took
-the release recipe's 6-layer model from -0.54 dev F1 against fp32 to +0.03, still with most of int8's
-saving (docs/performance.md, "int8 without the feed-forward outputs").
+The feed-forward output projection of each encoder layer (the MatMul after GELU) is the usual weak
+spot of int8 transformers: its input is known to carry a few very large activations, so one dynamic
+scale per batch leaves the ordinary values few int8 steps. Keeping just those MatMuls in fp32
+(`keep_fp32=ffn_output_matmuls(...)`) took the release recipe's 6-layer model from -0.54 dev F1
+against fp32 to +0.03, at 65 % of fp32's CPU (docs/performance.md, "The served models").
 """
 
 from __future__ import annotations

@@ -55,16 +55,17 @@ def tokenizer_file(name_or_path: str) -> Path:
     return path
 
 
-def keep_first_layers(backbone: nn.Module, count: int) -> None:
-    """Cut a BERT-style encoder to its first `count` layers, in place: a smaller, cheaper student
-    that starts from the teacher's own lower layers (the usual initialisation for layer-dropped
-    distillation). The config follows, so a checkpoint's saved backbone config rebuilds the cut
-    architecture; cutting an encoder that already has `count` layers changes nothing."""
-    layers = backbone.encoder.layer  # type: ignore[union-attr]
-    if not 1 <= count <= len(layers):  # type: ignore[arg-type]
-        raise ValueError(f"model.text_layers={count}: the text encoder has {len(layers)} layers")  # type: ignore[arg-type]
-    backbone.encoder.layer = layers[:count]  # type: ignore[index, union-attr]
-    backbone.config.num_hidden_layers = count  # type: ignore[union-attr]
+def keep_first_layers(backbone: Any, count: int) -> None:
+    """Cut a BERT-style encoder (a Hugging Face model, untyped) to its first `count` layers, in place:
+    a smaller, cheaper student that starts from the teacher's own lower layers (the usual
+    initialisation for layer-dropped distillation). The config follows, so a checkpoint's saved
+    backbone config rebuilds the cut architecture; cutting an encoder that already has `count`
+    layers changes nothing."""
+    layers = backbone.encoder.layer
+    if not 1 <= count <= len(layers):
+        raise ValueError(f"model.text_layers={count}: the text encoder has {len(layers)} layers")
+    backbone.encoder.layer = layers[:count]
+    backbone.config.num_hidden_layers = count
 
 
 @dataclass
