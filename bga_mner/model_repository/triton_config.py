@@ -85,9 +85,13 @@ class VersionPolicy:
 
 @dataclass(frozen=True)
 class WarmupInput:
+    """One warm-up input: generated (``fill``) or, when ``data_file`` is set, read from that file
+    under the model directory's ``warmup/`` folder (Triton's ``input_data_file``)."""
+
     data_type: DataType
     dims: Sequence[int]
     fill: Literal["zero_data", "random_data"] = "zero_data"
+    data_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,9 @@ class TritonModelConfig:
                         "      value {",
                         f"        data_type: {sample.data_type}",
                         f"        dims: {_list(sample.dims)}",
-                        f"        {sample.fill}: true",
+                        f"        input_data_file: {_quote(sample.data_file)}"
+                        if sample.data_file is not None
+                        else f"        {sample.fill}: true",
                         "      }",
                         "    }",
                     ]

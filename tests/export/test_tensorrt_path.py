@@ -156,3 +156,17 @@ def test_build_plan_warns_for_an_export_without_parity_data(
     assert result.returncode == 0, result.stderr
     assert "NOT compared" in result.stderr
     assert (copy / "bga_mner" / "1" / "model.plan").exists()
+
+
+def test_the_plan_checks_own_decoder_matches_the_serving_decoder() -> None:
+    """plan_parity.py runs in the TensorRT container without the project, so it carries its own
+    Viterbi; it must give the serving decoder's paths."""
+    from bga_mner.decoding import CRFParams, viterbi
+
+    plan_parity = _load_plan_parity()
+    rng = np.random.default_rng(1)
+    for length in (0, 1, 2, 9, 40):
+        emissions = rng.normal(size=(length, 9)).astype(np.float32)
+        start, end, transitions = rng.normal(size=9), rng.normal(size=9), rng.normal(size=(9, 9))
+        expected, _ = viterbi(emissions, CRFParams(start=start, end=end, transitions=transitions))
+        assert plan_parity.viterbi(emissions, start, transitions, end) == list(expected)

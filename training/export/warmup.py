@@ -15,8 +15,7 @@ Triton's zero-data warm-up.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from bga_mner.model_repository import TritonModelConfig
+from bga_mner.model_repository import ModelWarmup, TritonModelConfig, WarmupInput
 from bga_mner.preprocessing import SubwordEncoder, split_words
 
 WARMUP_DIR = "warmup"
@@ -40,17 +39,6 @@ WARMUP_TEXT = " ".join(
     * 8
 )
 _DTYPES = {"TYPE_INT64": np.int64, "TYPE_INT32": np.int32}
-
-
-@dataclass(frozen=True)
-class WarmupRequest:
-    """One warm-up request: ``batch_size`` copies of one window of ``length`` subwords."""
-
-    name: str
-    batch_size: int
-    length: int
-    files: Mapping[str, str]  # input name -> file name under warmup/
-    data_types: Mapping[str, str]  # input name -> Triton data type
 
 
 def warmup_window(tokenizer_json: Path, length: int, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
@@ -74,65 +62,23 @@ def warmup_window(tokenizer_json: Path, length: int, names: Sequence[str]) -> di
     return {name: arrays[name] for name in names}
 
 
-def warmup_requests(
+def with_warmup_files(
     config: TritonModelConfig, tokenizer_json: Path, lengths: Sequence[int], batch_size: int
-) -> tuple[list[WarmupRequest], dict[str, bytes]]:
-    """Warm-up requests for ``lengths`` and the files they read (path under the model dir -> bytes)."""
+) -> tuple[TritonModelConfig, dict[str, bytes]]:
+    """``config`` with its zero-data warm-up replaced by one real-text request per length, and the
+    files those requests read (path under the model directory -> bytes)."""
     names = [tensor.name for tensor in config.inputs]
-    requests, files = [], {}
+    warmups, files = [], {}
     for length in lengths:
         window = warmup_window(tokenizer_json, length, names)
         name = f"{config.name}_warmup_{length}"
-        request_files, data_types = {}, {}
+        inputs = {}
         for tensor in config.inputs:
             dtype = _DTYPES.get(str(tensor.data_type))
             if dtype is None:
                 raise ValueError(f"no warm-up data for input {tensor.name} of type {tensor.data_type}")
             file_name = f"{name}_{tensor.name}"
             files[f"{WARMUP_DIR}/{file_name}"] = window[tensor.name].astype(dtype).tobytes()
-            request_files[tensor.name] = file_name
-            data_types[tensor.name] = str(tensor.data_type)
-        requests.append(WarmupRequest(name, batch_size, length, request_files, data_types))
-    return requests, files
-
-
-@dataclass(frozen=True)
-class ConfigWithWarmupFiles(TritonModelConfig):
-    """A ``TritonModelConfig`` whose warm-up requests read ``warmup/`` files (``input_data_file``)."""
-
-    warmup_files: Sequence[WarmupRequest] = ()
-
-    def render(self) -> str:
-        text = dataclasses.replace(self, model_warmup=(), warmup_files=()).render_base()
-        if not self.warmup_files:
-            return text
-        lines = ["model_warmup ["]
-        for index, request in enumerate(self.warmup_files):
-            lines += ["  {", f'    name: "{request.name}"', f"    batch_size: {request.batch_size}"]
-            for input_name, file_name in request.files.items():
-                lines += [
-                    "    inputs {",
-                    f'      key: "{input_name}"',
-                    "      value {",
-                    f"        data_type: {request.data_types[input_name]}",
-                    f"        dims: [ {request.length} ]",
-                    f'        input_data_file: "{file_name}"',
-                    "      }",
-                    "    }",
-                ]
-            lines.append("  }," if index < len(self.warmup_files) - 1 else "  }")
-        lines.append("]")
-        return text + "\n".join(lines) + "\n"
-
-    def render_base(self) -> str:
-        return TritonModelConfig.render(self)
-
-
-def with_warmup_files(
-    config: TritonModelConfig, tokenizer_json: Path, lengths: Sequence[int], batch_size: int
-) -> tuple[ConfigWithWarmupFiles, dict[str, bytes]]:
-    """``config`` with its zero-data warm-up replaced by real-text requests, and the files to write."""
-    requests, files = warmup_requests(config, tokenizer_json, lengths, batch_size)
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    fields["model_warmup"] = ()
-    return ConfigWithWarmupFiles(**fields, warmup_files=tuple(requests)), files
+            inputs[tensor.name] = WarmupInput(tensor.data_type, (length,), data_file=file_name)
+        warmups.append(ModelWarmup(name, batch_size, inputs))
+    return dataclasses.replace(config, model_warmup=tuple(warmups)), files
