@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bga_mner.demo.kafka_io import create_topics
 from bga_mner.demo.worker_run import scrape, worker_environment
 from bga_mner.results import ResultKeys
 from bga_mner.stack import process
@@ -58,24 +59,6 @@ class WorkerMeasurement:
         return (last - first) / (self.done_at[last] - self.done_at[first])
 
 
-def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    from kafka import KafkaAdminClient, KafkaConsumer
-    from kafka.admin import NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bga-mner-bench")
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name=name, num_partitions=partitions, replication_factor=1)])
-        deadline = time.monotonic() + 30
-        while len(probe.partitions_for_topic(name) or ()) != partitions:
-            if time.monotonic() > deadline:
-                raise WorkerRunError(f"topic {name} did not appear")
-            time.sleep(0.1)
-    finally:
-        probe.close()
-        admin.close()
-
-
 def _wait_stream(client: Any, key: str, count: int, worker: Any, log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while int(client.xlen(key)) < count:
@@ -100,7 +83,7 @@ def run_worker(
 
     tag = uuid.uuid4().hex[:8]
     topic, prefix = f"bench.posts.{tag}", f"bench{tag}"
-    _create_topic(stack.kafka_bootstrap, topic, partitions=3)
+    create_topics(stack.kafka_bootstrap, {topic: 3}, client_id="bga-mner-bench")
     metrics_port = free_ports(1)[0]
     env = worker_environment(stack, repository, metrics_port)
     env.update(

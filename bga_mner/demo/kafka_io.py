@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bga_mner.demo.layout import DLQ_TOPIC, GROUP, TOPIC, DemoError
 from bga_mner.demo.posts import Message
 
 
-def create_topics(bootstrap: str) -> None:
+def create_topics(
+    bootstrap: str, wanted: Mapping[str, int] | None = None, client_id: str = "bga-mner-demo"
+) -> None:
+    """Create topics (name -> partitions; default: the demo's) and wait until the broker's metadata
+    shows every partition, so a producer or consumer started next never races their creation."""
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
-    wanted = {TOPIC: 3, DLQ_TOPIC: 1}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bga-mner-demo")
+    wanted = {TOPIC: 3, DLQ_TOPIC: 1} if wanted is None else dict(wanted)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     probe = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         admin.create_topics(
