@@ -24,6 +24,7 @@ from training.data.conll import Sentence
 from training.data.images import ImageLoader
 from training.data.labels import IGNORE_INDEX, LABEL_TO_ID
 from training.model.batch import Batch
+from training.model.offline_encoders import resolve_encoder
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ def load_tokenizer(text_encoder: str) -> Tokenizer:
     """The fast tokenizer of a Hugging Face model folder or name, as a `tokenizers.Tokenizer`.
 
     A folder's `tokenizer.json` is used as is; otherwise transformers builds the fast tokenizer
-    (e.g. from a vocab.txt), which is then saved with the checkpoint for export and serving.
+    (e.g. from a vocab.txt), which is then saved with the checkpoint for export and serving. A hub name
+    of an encoder that installs offline (`training.model.offline_encoders`) reads its local folder.
     """
+    text_encoder = resolve_encoder(text_encoder)
     path = Path(text_encoder)
     if (path / "tokenizer.json").is_file():
         return Tokenizer.from_file(str(path / "tokenizer.json"))

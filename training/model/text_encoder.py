@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bga_mner.errors import ConfigurationError
+from training.model.offline_encoders import resolve_encoder
 
 
 class EncoderNotFoundError(ConfigurationError, ValueError):
@@ -29,7 +30,9 @@ def hub_offline() -> bool:
 
 
 def load_pretrained(name_or_path: str, loader: Any) -> Any:
-    """`loader.from_pretrained(name_or_path)` with a clear error instead of a hang or a hub stack trace."""
+    """`loader.from_pretrained(name_or_path)` with a clear error instead of a hang or a hub stack trace.
+    A hub name of an encoder that installs offline (`offline_encoders`) loads its local folder."""
+    name_or_path = resolve_encoder(name_or_path)
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return loader.from_pretrained(str(local))
@@ -47,7 +50,7 @@ def load_pretrained(name_or_path: str, loader: Any) -> Any:
 
 def tokenizer_file(name_or_path: str) -> Path:
     """The `tokenizer.json` that belongs to a local text encoder folder (checkpoints copy it)."""
-    path = Path(name_or_path).expanduser() / "tokenizer.json"
+    path = Path(resolve_encoder(name_or_path)).expanduser() / "tokenizer.json"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: the text encoder must be a folder with a fast tokenizer"
